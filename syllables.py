@@ -147,6 +147,7 @@ def _number_words(n: int) -> list[str]:
     return _number_words(head) + [name] + (_number_words(rest) if rest else [])
 
 
+@functools.lru_cache(maxsize=1 << 16)  # corpora repeat their words; real datasets have 100k+ haiku
 def count_word(word: str) -> int:
     """Syllables in one word; punctuation around it is ignored, and a word with no letters or digits counts 0."""
     w = unicodedata.normalize("NFKD", word).replace("\u2019", "'").replace("\u2018", "'")

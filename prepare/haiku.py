@@ -1,0 +1,347 @@
+"""
+Prepare the haiku dataset: read, clean and deduplicate haiku, split them train/val, write train.bin, val.bin, meta.json.
+
+    python prepare/haiku.py                            # the embedded corpus, GPT-2 BPE -> data/haiku/
+    python prepare/haiku.py --tokenizer char           # one id per character -> data/haiku_char/
+    python prepare/haiku.py --input all_haiku.csv --input mine.txt --val_fraction 0.05 --out_dir data/haiku_big
+
+Sources: prepare/haiku_corpus.txt unless --input is given (repeatable). The format comes from the file's extension:
+  .txt     plain text, one haiku per block, blocks separated by blank lines
+  .csv     Kaggle's "haiku dataset" layout (all_haiku.csv: line columns 0, 1, 2), or one text/haiku/poem column whose
+           lines are separated by " / " (statworx/haiku) or by newlines inside the quoted cell; a file without a
+           header row is recognised by its content. .tsv is the same, tab-separated.
+  .jsonl   JSON Lines (or .json: a list of objects) with a text/haiku/poem/content/lines field
+  .parquet the same fields, read with pyarrow (pip install pyarrow)
+A file that is not UTF-8 has its other lines read as cp1252 (Windows Latin-1), as an editor would.
+
+Each haiku is trimmed, inner spaces collapsed, one line per poem line joined by "\\n". Dropped, and counted in the
+report: empty rows, rows of more than 5 lines or 300 characters, rows that are not text (no letters, control
+characters), rows with undecodable bytes, and duplicates (compared ignoring case and punctuation). The split is by a
+hash of the haiku itself, so a haiku never lands in both splits and stays where it is when the corpus grows. Haiku
+are separated by the end-of-text id: GPT-2's <|endoftext|> (50256), or id 0 in the char table.
+
+GPT-2's BPE needs tiktoken's two GPT-2 files, downloaded on first use; offline, copy a tiktoken cache that holds them
+and point TIKTOKEN_CACHE_DIR at it.
+"""
+
+import argparse
+import csv
+import io
+import json
+import re
+import sys
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import tiktoken  # noqa: E402
+
+from prepare.common import ROOT, decode_bytes, split_hash, write_dataset  # noqa: E402
+from syllables import is_575  # noqa: E402
+from tokenizer import CharTokenizer, gpt2_tokenizer  # noqa: E402
+
+CORPUS_PATH = Path(__file__).with_name("haiku_corpus.txt")
+MAX_LINES = 5
+MAX_CHARS = 300
+FORMATS = {
+    ".txt": "text",
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+    ".parquet": "parquet",
+}
+LINE_FIELDS = ("0", "1", "2")  # Kaggle's all_haiku.csv: one column per line
+TEXT_FIELDS = ("text", "haiku", "poem", "content", "lines")  # one field holding the whole haiku
+LETTER = re.compile(r"[^\W\d_]")
+CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")  # Unicode's control characters, less "\n"
+UNREADABLE = object()  # a record that could not be parsed (a broken JSON line)
+
+
+def detect_format(path: Path, head: bytes) -> str:
+    """The format of a file from its extension, or from its first bytes when it has none."""
+    if head.startswith(b"PAR1"):
+        return "parquet"
+    if path.suffix:
+        if path.suffix.lower() not in FORMATS:
+            raise ValueError(f"{path}: unknown format {path.suffix!r} (expected {', '.join(FORMATS)})")
+        return FORMATS[path.suffix.lower()]
+    if b"\0" in head:
+        raise ValueError(f"{path}: unknown format (binary content; expected text, CSV, JSON Lines or Parquet)")
+    return "jsonl" if head.lstrip()[:1] in (b"{", b"[") else "text"
+
+
+def pick_fields(names: list) -> list | None:
+    """The field(s) that hold haiku: Kaggle's three line columns, else the first text-like column; None if neither."""
+    lower = {str(name).strip().lower(): name for name in names}
+    if all(f in lower for f in LINE_FIELDS):
+        return [lower[f] for f in LINE_FIELDS]
+    return next(([lower[f]] for f in TEXT_FIELDS if f in lower), None)
+
+
+def no_fields_error(path: Path, names: list) -> ValueError:
+    found = ", ".join(str(n) for n in names[:10]) or "nothing"
+    expected = f"columns {', '.join(LINE_FIELDS)} or one of {', '.join(TEXT_FIELDS)}"
+    return ValueError(f"{path}: no column holds haiku (expected {expected}; found {found})")
+
+
+def guess_csv_columns(rows: list[list[str]]) -> tuple[list[int], bool] | None:
+    """For a CSV whose header names no haiku column (or that has no header): the column(s) whose content looks like
+    haiku, and whether the first row is a header. One column of multi-line text wins; else three adjacent columns
+    of short text lines (Kaggle's layout without its header)."""
+    sample = rows[1:200] or rows
+
+    def cell(row: list[str], i: int) -> str:
+        return row[i] if i < len(row) else ""
+
+    def share(columns: list[int], test) -> float:
+        return sum(all(test(cell(row, i)) for i in columns) for row in sample) / len(sample)
+
+    def is_poem(text: str) -> bool:
+        return 2 <= len(re.split(r"\n|\s+/\s+", text.strip())) <= MAX_LINES and len(text) <= MAX_CHARS
+
+    def is_line(text: str) -> bool:
+        return "\n" not in text and " " in text.strip() and len(text) <= 100
+
+    width = max(len(row) for row in rows)
+    columns = next(([i] for i in range(width) if share([i], is_poem) >= 0.5), None)
+    if columns is None:
+        triples = ([i, i + 1, i + 2] for i in range(width - 2))
+        columns = next((c for c in triples if share(c, is_line) >= 0.5), None)
+    if columns is None:
+        return None
+    has_header = all(cell(rows[0], i).strip() and not any(c.isspace() for c in cell(rows[0], i)) for i in columns)
+    return columns, has_header
+
+
+def read_csv(path: Path, text: str, delimiter: str) -> tuple[list, str]:
+    """Haiku values from a CSV (a string, or a list of line cells), and how the columns were chosen."""
+    try:
+        rows = [row for row in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter) if any(row)]
+    except csv.Error as e:
+        raise ValueError(f"{path}: not a readable CSV file ({e})") from e
+    if not rows:
+        raise ValueError(f"{path}: no rows")
+    fields = pick_fields(rows[0])
+    if fields is not None:
+        columns, has_header, how = [rows[0].index(f) for f in fields], True, f"column(s) {', '.join(fields)}"
+    else:
+        guess = guess_csv_columns(rows)
+        if guess is None:
+            raise no_fields_error(path, rows[0])
+        columns, has_header = guess
+        how = f"column(s) {', '.join(map(str, columns))} by content{'' if has_header else ', no header row'}"
+    values = []
+    for row in rows[1:] if has_header else rows:
+        cells = [row[i] if i < len(row) else "" for i in columns]
+        values.append(cells[0] if len(cells) == 1 else cells)
+    return values, how
+
+
+def read_records(path: Path, records: list, names: list) -> tuple[list, str]:
+    """Haiku values from JSON or Parquet records (dicts; a bare string is a haiku)."""
+    fields = pick_fields(names)
+    if fields is None:
+        if any(isinstance(r, str) for r in records):
+            return records, "strings"
+        raise no_fields_error(path, names)
+    values = []
+    for record in records:
+        if isinstance(record, dict):
+            cells = [record.get(f) for f in fields]
+            values.append(cells[0] if len(cells) == 1 else cells)
+        else:
+            values.append(record if isinstance(record, str) else UNREADABLE)
+    return values, f"field(s) {', '.join(map(str, fields))}"
+
+
+def read_json(path: Path, text: str) -> tuple[list, str]:
+    if text.lstrip().startswith("["):
+        try:
+            records = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: not a readable JSON file ({e})") from e
+    else:
+        records = []
+        for line in text.splitlines():
+            if line.strip():
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError:
+                    records.append(UNREADABLE)
+        if all(r is UNREADABLE for r in records):
+            raise ValueError(f"{path}: no line is valid JSON")
+    first = next((r for r in records if isinstance(r, dict)), {})
+    return read_records(path, records, list(first))
+
+
+def read_parquet(path: Path) -> tuple[list, str]:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError as e:
+        raise RuntimeError(f"{path}: reading Parquet needs pyarrow (pip install pyarrow)") from e
+    try:
+        names = pq.read_schema(path).names
+        fields = pick_fields(names)
+        records = pq.read_table(path, columns=fields).to_pylist() if fields else []
+    except Exception as e:  # pyarrow's errors for a damaged file come in several classes
+        raise ValueError(f"{path}: not a readable Parquet file ({str(e).splitlines()[0]})") from e
+    return read_records(path, records, names)
+
+
+def read_source(path: Path) -> tuple[list, dict]:
+    """Raw haiku values from one file, and what was learned reading it (format, columns, fallback lines)."""
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder; pass each file with --input")
+    data = path.read_bytes()
+    if not data.strip():
+        raise ValueError(f"{path} is empty")
+    fmt = detect_format(path, data[:4096])
+    info = {"path": display_path(path), "format": fmt}
+    if fmt == "parquet":
+        values, info["fields"] = read_parquet(path)
+        return values, info
+    text, info["cp1252_lines"] = decode_bytes(data)
+    if fmt == "text":
+        values = [block for block in re.split(r"\n\s*\n", text.replace("\r\n", "\n")) if block.strip()]
+    elif fmt in ("csv", "tsv"):
+        values, info["fields"] = read_csv(path, text, "\t" if fmt == "tsv" else ",")
+    else:
+        values, info["fields"] = read_json(path, text)
+    return values, info
+
+
+def normalise(value) -> tuple[str | None, str | None]:
+    """(haiku, None) for a usable value: trimmed, inner spaces collapsed, lines joined by "\\n"; else (None, reason)."""
+    if value is UNREADABLE:
+        return None, "unreadable"
+    if isinstance(value, list):
+        if not all(v is None or isinstance(v, str) for v in value):
+            return None, "not text"
+        value = "\n".join(v for v in value if v)
+    if value is None:
+        return None, "empty"
+    if not isinstance(value, str):
+        return None, "not text"
+    lines = [" ".join(line.split()) for line in re.split(r"\r\n|\r|\n|\s+/\s+", value)]
+    haiku = "\n".join(line for line in lines if line)
+    if not haiku:
+        return None, "empty"
+    if "\ufffd" in haiku:
+        return None, "undecodable"
+    if not LETTER.search(haiku) or CONTROL.search(haiku):
+        return None, "not text"
+    if haiku.count("\n") >= MAX_LINES:
+        return None, f"more than {MAX_LINES} lines"
+    if len(haiku) > MAX_CHARS:
+        return None, f"longer than {MAX_CHARS} characters"
+    return haiku, None
+
+
+def dedupe_key(haiku: str) -> str:
+    """What two copies of a haiku share: its letters and digits, case-folded."""
+    return re.sub(r"[\W_]+", "", haiku.casefold())
+
+
+def load_haiku(paths: list[Path]) -> tuple[list[str], dict]:
+    """The kept haiku from all sources, in order, and the counts for the report."""
+    kept, seen = [], set()
+    counts = {"read": 0, "kept": 0, "dropped": Counter(), "duplicates": 0}
+    sources = []
+    for path in paths:
+        values, info = read_source(path)
+        info["read"], info["kept"] = len(values), 0
+        for value in values:
+            haiku, reason = normalise(value)
+            if reason:
+                counts["dropped"][reason] += 1
+            elif dedupe_key(haiku) in seen:
+                counts["duplicates"] += 1
+            else:
+                seen.add(dedupe_key(haiku))
+                kept.append(haiku)
+                info["kept"] += 1
+        counts["read"] += info["read"]
+        sources.append(info)
+    counts["kept"] = len(kept)
+    counts["dropped"] = dict(counts["dropped"].most_common())
+    counts["share_575"] = round(sum(map(is_575, kept)) / max(len(kept), 1), 4)
+    return kept, {"sources": sources, "counts": counts}
+
+
+def split_haiku(haiku: list[str], val_fraction: float) -> tuple[list[str], list[str]]:
+    """Train and val by each haiku's hash; at least one of each (the lowest hashes go to val)."""
+    if len(haiku) < 2:
+        raise ValueError(f"{len(haiku)} haiku left after cleaning; at least 2 are needed for a train and a val split")
+    hashes = [split_hash(dedupe_key(h)) for h in haiku]
+    order = sorted(range(len(haiku)), key=hashes.__getitem__)
+    n_val = min(max(sum(x < val_fraction for x in hashes), 1), len(haiku) - 1)
+    val_ids = set(order[:n_val])
+    return [h for i, h in enumerate(haiku) if i not in val_ids], [h for i, h in enumerate(haiku) if i in val_ids]
+
+
+def display_path(path: Path) -> str:
+    """A path as meta.json records it: relative to the repository when inside it."""
+    path = path.resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
+def prepare(
+    inputs: list[Path] | None = None,
+    out_dir: Path | None = None,
+    tokenizer: str = "gpt2",
+    val_fraction: float = 0.1,
+    encoding: tiktoken.Encoding | None = None,
+) -> dict:
+    """Read, clean, split and tokenize; print the report; return the meta.json written (`encoding` replaces GPT-2's)."""
+    if not 0 < val_fraction < 1:
+        raise ValueError(f"--val_fraction must be between 0 and 1, got {val_fraction}")
+    if tokenizer not in ("gpt2", "char"):
+        raise ValueError(f"--tokenizer must be gpt2 or char, got {tokenizer!r}")
+    out_dir = out_dir or ROOT / "data" / ("haiku" if tokenizer == "gpt2" else "haiku_char")
+    bpe = gpt2_tokenizer(encoding) if tokenizer == "gpt2" else None  # before the reading: missing BPE files fail fast
+    haiku, meta = load_haiku(inputs or [CORPUS_PATH])
+    train, val = split_haiku(haiku, val_fraction)
+    meta["counts"].update(train_haiku=len(train), val_haiku=len(val))
+    tok = bpe or CharTokenizer.from_texts(haiku)
+    splits = {"train": [(h, True) for h in train], "val": [(h, True) for h in val]}
+    meta = write_dataset(out_dir, splits, tok, {"dataset": "haiku", "val_fraction": val_fraction, **meta})
+    print_report(meta, out_dir)
+    return meta
+
+
+def print_report(meta: dict, out_dir: Path) -> None:
+    counts = meta["counts"]
+    print(f"read {counts['read']:,} haiku from {len(meta['sources'])} source(s)")
+    for s in meta["sources"]:
+        how = f", {s['fields']}" if "fields" in s else ""
+        fallback = f", {s['cp1252_lines']:,} lines read as cp1252" if s.get("cp1252_lines") else ""
+        print(f"  {s['path']}: {s['format']}{how}{fallback}; {s['read']:,} read, {s['kept']:,} kept")
+    dropped = ", ".join(f"{n:,} {reason}" for reason, n in counts["dropped"].items())
+    print(f"dropped {sum(counts['dropped'].values()):,}{f' ({dropped})' if dropped else ''}")
+    print(f"duplicates {counts['duplicates']:,}")
+    print(f"kept {counts['kept']:,}, of which {counts['share_575']:.1%} are 5-7-5")
+    for split in ("train", "val"):
+        print(f"{split}: {counts[f'{split}_haiku']:,} haiku, {meta['tokens'][split]:,} tokens")
+    print(f"wrote {out_dir} ({meta['tokenizer']} tokenizer, vocab_size {meta['vocab_size']:,})")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--input", type=Path, action="append", help="a haiku file (repeatable); default: the corpus")
+    parser.add_argument("--tokenizer", choices=("gpt2", "char"), default="gpt2")
+    parser.add_argument("--val_fraction", type=float, default=0.1)
+    parser.add_argument("--out_dir", type=Path, help="default: data/haiku (gpt2) or data/haiku_char (char)")
+    args = parser.parse_args(argv)
+    try:
+        prepare(args.input, args.out_dir, args.tokenizer, args.val_fraction)
+    except (ValueError, OSError, RuntimeError) as e:  # OSError: a missing file, a full disk
+        sys.exit(f"error: {e}")
+
+
+if __name__ == "__main__":
+    main()

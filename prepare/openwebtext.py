@@ -1,0 +1,95 @@
+"""
+Prepare OpenWebText for pretraining GPT-2 from scratch (config/train_gpt2.py): ~8M web pages, ~9B GPT-2 tokens.
+
+    pip install datasets
+    python prepare/openwebtext.py                   # -> data/openwebtext/ (train.bin ~17 GB, plus ~55 GB of HF cache)
+    python prepare/openwebtext.py --workers 8 --out_dir /scratch/openwebtext
+    python prepare/openwebtext.py --hf_dataset HuggingFaceFW/fineweb-edu --hf_config sample-10BT --out_dir data/fineweb
+
+Why OpenWebText: it is the open re-creation of WebText, the data GPT-2 was trained on, and the dataset nanoGPT
+reproduces GPT-2 (124M) with, so a run's val loss compares directly with nanoGPT's published curves and with OpenAI's
+checkpoints evaluated on it. FineWeb-Edu (a 10B-token sample, as above) gets to a given HellaSwag score with fewer
+tokens; its Hub copy is plain Parquet, while OpenWebText's was published with a loading script that `datasets` 4 and
+later refuse to run: if loading fails that way, `pip install "datasets<4"` or take FineWeb-Edu.
+
+A document goes to val by a hash of its text (--val_fraction, default 0.0005 as nanoGPT: ~4,000 documents, ~4M
+tokens), so the split is stable. Each split is one pass over the Hugging Face cache, tokenized with GPT-2's BPE on
+every core and written to disk in ~1 MB batches, so memory stays flat; every id is checked to fit in uint16.
+"""
+
+import argparse
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import tiktoken  # noqa: E402
+
+from prepare.common import ROOT, split_hash, write_dataset  # noqa: E402
+from tokenizer import gpt2_tokenizer  # noqa: E402
+
+
+def load_documents(hf_dataset: str, hf_config: str | None, text_field: str, workers: int | None) -> Callable:
+    """A function that iterates the dataset's documents from the Hugging Face cache (downloading it the first time)."""
+    try:
+        from datasets import load_dataset
+    except ImportError as e:
+        raise RuntimeError("prepare/openwebtext.py needs Hugging Face datasets: pip install datasets") from e
+    try:
+        ds = load_dataset(hf_dataset, hf_config, split="train", num_proc=workers)
+    except Exception as e:  # no network, no such dataset, a loading script: datasets raises many kinds
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise RuntimeError(f"loading {hf_dataset} from the Hugging Face Hub failed: {reason}") from e
+    if text_field not in ds.column_names:
+        raise ValueError(f"{hf_dataset} has no column {text_field!r} (it has {', '.join(ds.column_names)})")
+
+    def documents() -> Iterator[str]:
+        for batch in ds.iter(batch_size=1000):
+            yield from batch[text_field]
+
+    return documents
+
+
+def prepare(
+    hf_dataset: str = "Skylion007/openwebtext",
+    hf_config: str | None = None,
+    text_field: str = "text",
+    out_dir: Path | None = None,
+    val_fraction: float = 0.0005,
+    workers: int | None = None,
+    encoding: tiktoken.Encoding | None = None,
+) -> dict:
+    """Download (once), split and tokenize into out_dir (default data/openwebtext); return the meta.json written."""
+    if not 0 < val_fraction < 1:
+        raise ValueError(f"--val_fraction must be between 0 and 1, got {val_fraction}")
+    tok = gpt2_tokenizer(encoding)  # before the download, so a missing BPE file does not cost hours
+    documents = load_documents(hf_dataset, hf_config, text_field, workers)
+    out_dir = out_dir or ROOT / "data" / "openwebtext"
+    splits = {
+        "train": ((doc, True) for doc in documents() if doc and split_hash(doc) >= val_fraction),
+        "val": ((doc, True) for doc in documents() if doc and split_hash(doc) < val_fraction),
+    }
+    meta = {"dataset": hf_dataset.split("/")[-1], "sources": [hf_dataset, hf_config], "val_fraction": val_fraction}
+    meta = write_dataset(out_dir, splits, tok, meta, workers)
+    print(f"train: {meta['tokens']['train']:,} tokens; val: {meta['tokens']['val']:,} tokens; wrote {out_dir}")
+    return meta
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--hf_dataset", default="Skylion007/openwebtext", help="a Hugging Face dataset with text")
+    parser.add_argument("--hf_config", help="its configuration, e.g. sample-10BT for FineWeb-Edu")
+    parser.add_argument("--text_field", default="text")
+    parser.add_argument("--out_dir", type=Path, help="default: data/openwebtext")
+    parser.add_argument("--val_fraction", type=float, default=0.0005)
+    parser.add_argument("--workers", type=int, help="tokenizing processes; default: every core")
+    args = parser.parse_args(argv)
+    try:
+        prepare(args.hf_dataset, args.hf_config, args.text_field, args.out_dir, args.val_fraction, args.workers)
+    except (ValueError, OSError, RuntimeError) as e:  # OSError: a missing file, a full disk
+        sys.exit(f"error: {e}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+"""
+Tokenizers for the datasets: GPT-2's BPE (through tiktoken) and a character table, both rebuilt from meta.json.
+
+    from tokenizer import load_tokenizer, gpt2_tokenizer, CharTokenizer
+    tok = load_tokenizer(json.load(open("data/haiku_char/meta.json")))
+    ids = tok.encode("old pond\nfrog leaps in<|endoftext|>")   # the marker becomes tok.eot_id
+    text = tok.decode(ids)                                       # eot decodes back to "<|endoftext|>"
+
+Both tokenizers separate documents with an end-of-text id and decode it as "<|endoftext|>". The char tokenizer gives
+that id 0; its table ("chars" in meta.json) holds the marker at index 0 and the dataset's characters, sorted, after it.
+Ids at or above the real vocab_size are dropped by decode: models pad their vocabulary to a multiple of 64.
+"""
+
+import os
+from collections.abc import Iterable
+
+import numpy as np
+import tiktoken
+
+EOT = "<|endoftext|>"
+
+
+class Tokenizer:
+    """Text <-> token ids; `encode_array` is the fast path that prepare scripts use on training text."""
+
+    name: str
+    vocab_size: int
+    eot_id: int
+
+    def encode(self, text: str) -> list[int]:
+        """Ids for a prompt; a literal "<|endoftext|>" in the text becomes eot_id."""
+        raise NotImplementedError
+
+    def encode_array(self, text: str) -> np.ndarray:
+        """Ids for training text, where "<|endoftext|>" is ordinary text (documents are separated by the caller)."""
+        raise NotImplementedError
+
+    def decode(self, ids: list[int]) -> str:
+        raise NotImplementedError
+
+    def meta(self) -> dict:
+        """The meta.json fields that load_tokenizer rebuilds this tokenizer from."""
+        return {"tokenizer": self.name, "vocab_size": self.vocab_size, "eot_id": self.eot_id}
+
+
+class BPETokenizer(Tokenizer):
+    """GPT-2's byte-level BPE, or any tiktoken Encoding that has an "<|endoftext|>" token (tests pass small ones)."""
+
+    def __init__(self, encoding: tiktoken.Encoding):
+        if EOT not in encoding.special_tokens_set:
+            raise ValueError(f"tiktoken encoding {encoding.name!r} has no {EOT} token")
+        self.encoding = encoding
+        self.name = "gpt2"
+        self.vocab_size = encoding.n_vocab
+        self.eot_id = encoding.eot_token
+
+    def encode(self, text: str) -> list[int]:
+        return self.encoding.encode(text, allowed_special={EOT})
+
+    def encode_array(self, text: str) -> np.ndarray:
+        return self.encoding.encode_to_numpy(text, disallowed_special=())
+
+    def decode(self, ids: list[int]) -> str:
+        return self.encoding.decode([i for i in ids if i < self.vocab_size])
+
+
+class CharTokenizer(Tokenizer):
+    """One id per character: id 0 is end-of-text, ids 1.. are the dataset's characters in sorted order."""
+
+    def __init__(self, chars: list[str]):
+        if not chars or chars[0] != EOT or any(len(c) != 1 for c in chars[1:]):
+            raise ValueError(f"a char table is {EOT!r} followed by single characters")
+        self.chars = chars
+        self.name = "char"
+        self.vocab_size = len(chars)
+        self.eot_id = 0
+        # Lookup table from code point to id; -1 marks characters outside the table.
+        codepoints = np.array([ord(c) for c in chars[1:]], dtype=np.int64)
+        self.lut = np.full(int(codepoints.max(initial=0)) + 2, -1, dtype=np.int32)
+        self.lut[codepoints] = np.arange(1, len(chars))
+
+    @classmethod
+    def from_texts(cls, texts: Iterable[str]) -> "CharTokenizer":
+        """The table of every character in texts (a dataset's whole text, so that every val character has an id)."""
+        chars = set()
+        for text in texts:
+            counts = np.bincount(np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32))  # 10x faster than set()
+            chars.update(map(chr, np.flatnonzero(counts)))
+        return cls([EOT, *sorted(chars)])
+
+    def encode(self, text: str) -> list[int]:
+        ids = []
+        for i, part in enumerate(text.split(EOT)):
+            if i:
+                ids.append(self.eot_id)
+            ids.extend(self.encode_array(part).tolist())
+        return ids
+
+    def encode_array(self, text: str) -> np.ndarray:
+        codepoints = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+        ids = self.lut.take(codepoints, mode="clip")  # code points past the table clip to its last entry, -1
+        if len(ids) and ids.min() < 0:
+            bad = text[int(np.argmax(ids < 0))]
+            raise ValueError(f"character {bad!r} (U+{ord(bad):04X}) is not in the char table")
+        return ids
+
+    def decode(self, ids: list[int]) -> str:
+        return "".join(self.chars[i] for i in ids if i < self.vocab_size)
+
+    def meta(self) -> dict:
+        return {**super().meta(), "chars": self.chars}
+
+
+def gpt2_tokenizer(encoding: tiktoken.Encoding | None = None) -> BPETokenizer:
+    """GPT-2's BPE; tiktoken downloads its two files on first use, so offline this raises one clear RuntimeError."""
+    if encoding is None:
+        try:
+            encoding = tiktoken.get_encoding("gpt2")
+        except (OSError, ValueError) as e:  # requests' connection errors are OSErrors; a bad download, ValueError
+            cache = os.environ.get("TIKTOKEN_CACHE_DIR", "the system temp folder's data-gym-cache")
+            raise RuntimeError(
+                f"tiktoken could not load GPT-2's BPE files (vocab.bpe, encoder.json) from {cache} "
+                f"or download them ({type(e).__name__}); run once with network access, or copy a tiktoken cache "
+                f"that holds them to a folder and set TIKTOKEN_CACHE_DIR to it"
+            ) from e
+    return BPETokenizer(encoding)
+
+
+def load_tokenizer(meta: dict, encoding: tiktoken.Encoding | None = None) -> Tokenizer:
+    """The tokenizer a dataset was written with, from its meta.json alone (`encoding` replaces GPT-2's in tests)."""
+    if meta.get("tokenizer") == "char":
+        return CharTokenizer(list(meta["chars"]))
+    if meta.get("tokenizer") == "gpt2":
+        return gpt2_tokenizer(encoding)
+    raise ValueError(f"meta.json names an unknown tokenizer {meta.get('tokenizer')!r} (expected 'gpt2' or 'char')")
