@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from model import GPT, GPTConfig
+from model import GPT
 
 
 def timed(fn, repeat: int = 1) -> tuple[float, object]:

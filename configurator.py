@@ -1,0 +1,100 @@
+"""Config files and --key=value overrides, checked against a script's defaults.
+
+Used by train.py, sample.py and export.py, nanoGPT style:
+
+    python train.py config/train_haiku_char.py --batch_size=32 --compile=False
+
+Each argument is either a config file (plain Python assignments; the path is taken relative to the current directory,
+then to the repository root) or a --key=value override, applied in order, so later ones win. Unlike nanoGPT's
+exec-based configurator, an unknown key is an error that names the nearest valid one, an int is accepted where a
+float is expected, a key whose default is None takes any literal, and values may contain '='.
+"""
+
+import ast
+import difflib
+import types
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent
+
+
+def configure(defaults: dict, argv: list[str]) -> dict:
+    """Return a copy of defaults updated by the config files and --key=value overrides in argv."""
+    config = dict(defaults)
+    for arg in argv:
+        if arg.startswith("--"):
+            key, sep, text = arg[2:].partition("=")
+            if not sep:
+                raise ValueError(f"expected --key=value, got {arg!r}")
+            check_key(key, defaults, where="on the command line")
+            config[key] = check_value(key, parse_value(text, defaults[key]), defaults[key])
+        else:
+            path = find_config_file(arg)
+            for key, value in read_config_file(path).items():
+                check_key(key, defaults, where=f"in {arg}")
+                config[key] = check_value(key, value, defaults[key])
+    return config
+
+
+def find_config_file(name: str) -> Path:
+    """Resolve a config file path relative to the current directory, then to the repository root."""
+    for path in (Path(name), REPO_ROOT / name):
+        if path.is_file():
+            return path
+    raise ValueError(f"config file {name!r} not found (looked in the current directory and in {REPO_ROOT})")
+
+
+def read_config_file(path: Path) -> dict:
+    """Run a config file and return the names it assigns (imports, functions and _private names left out)."""
+    namespace: dict = {}
+    try:
+        exec(compile(path.read_text(), str(path), "exec"), namespace)
+    except Exception as e:  # a config file is user code: report where it broke in one line
+        raise ValueError(f"config file {path} failed: {type(e).__name__}: {e}") from e
+    return {
+        k: v
+        for k, v in namespace.items()
+        if not k.startswith("_") and not isinstance(v, (types.ModuleType, types.FunctionType, type))
+    }
+
+
+def check_key(key: str, defaults: dict, where: str) -> None:
+    if key not in defaults:
+        nearest = difflib.get_close_matches(key, list(defaults), n=1, cutoff=0.0)
+        hint = f"; did you mean {nearest[0]!r}?" if nearest else ""
+        raise ValueError(f"unknown config key {key!r} {where}{hint}")
+
+
+def parse_value(text: str, default):
+    """Parse a command-line value: a Python literal, or else the bare string (so --init_from=gpt2 works)."""
+    if isinstance(default, bool) and text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+    # a string key keeps the text as typed (--wandb_run_name=2024 is a name), unless the user quoted it
+    if isinstance(default, str) and not isinstance(value, str):
+        return text
+    return value
+
+
+def check_value(key: str, value, default):
+    """Return value converted to the default's type, or raise if it does not fit."""
+    if default is None:
+        return value
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int):
+        # 5e3 iterations is a natural thing to type; accept floats that are whole numbers
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    else:
+        ok = isinstance(value, type(default))
+    if not ok:
+        raise ValueError(f"config key {key!r} expects {type(default).__name__} (default {default!r}), got {value!r}")
+    return value

@@ -1,0 +1,199 @@
+"""
+Export a GPT-2 BPE checkpoint to a Hugging Face GPT-2 folder: config.json, model.safetensors and the tokenizer files.
+
+    python export.py --out_dir=out-haiku --hf_dir=out-haiku-hf
+    python export.py --out_dir=out-haiku/best.pt --hf_dir=out-haiku-best-hf   # hf_dir defaults to out-haiku/hf
+
+The folder loads wherever transformers runs (generation stops at end-of-text, the end of a haiku):
+
+    from transformers import pipeline
+    generate = pipeline("text-generation", model="out-haiku-hf")
+    print(generate("<|endoftext|>", max_new_tokens=40, do_sample=True)[0]["generated_text"])
+
+and in sample.py: python sample.py --init_from=out-haiku-hf --start="autumn moon" --max_new_tokens=40
+
+The weights are model.py's own, renamed by its loader's rule run backwards (the four Conv1D weights transposed, the
+tied lm_head left out), so transformers' greedy tokens are this repository's. The vocabulary keeps the model's padded
+size, so that generation sees the same logits. The tokenizer files (vocab.json, merges.txt) are written from tiktoken's
+GPT-2 encoding, so no download is needed. A char-level checkpoint cannot be exported: GPT-2's tokenizer has no
+character table.
+"""
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import torch
+
+from checkpoint import checkpoint_path, load_checkpoint, model_from_checkpoint
+from configurator import configure
+from model import CONV1D_WEIGHTS, GPTConfig
+from tokenizer import EOT, gpt2_tokenizer
+
+DEFAULTS = dict(
+    out_dir="out",  # the folder train.py wrote (its ckpt.pt is read), or a checkpoint file such as out/best.pt
+    hf_dir="",  # where to write the Hugging Face folder; empty: hf/ next to the checkpoint
+)
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        config = configure(DEFAULTS, sys.argv[1:] if argv is None else argv)
+        hf_dir = export(config["out_dir"], config["hf_dir"])
+    except (ValueError, OSError, RuntimeError) as e:  # OSError: files that cannot be read or written
+        sys.exit(f"error: {e}")
+    print(f"wrote {hf_dir}")
+
+
+def export(out_dir: str, hf_dir: str = "") -> Path:
+    """Write the Hugging Face folder for the checkpoint in out_dir (or the checkpoint file out_dir); return its path."""
+    ckpt = load_checkpoint(out_dir)
+    meta = ckpt["meta"] or {"tokenizer": "gpt2"}  # nanoGPT's checkpoints have no meta: they are GPT-2 BPE
+    if meta.get("tokenizer") != "gpt2":
+        raise ValueError(
+            f"{out_dir} holds a {meta.get('tokenizer')}-level model; only GPT-2 BPE checkpoints can be exported, "
+            "as Hugging Face's GPT-2 tokenizer has no character table"
+        )
+    tok = gpt2_tokenizer()
+    model = model_from_checkpoint(ckpt, "cpu")  # also checks that the weights fit the model's shape
+    hf_dir = Path(hf_dir) if hf_dir else checkpoint_path(out_dir).parent / "hf"
+    files = {
+        "config.json": json.dumps(hf_config(model.config, tok.eot_id), indent=2) + "\n",
+        "tokenizer_config.json": json.dumps(tokenizer_config(model.config.block_size), indent=2) + "\n",
+    }
+    vocab, merges = bpe_files(tok.encoding)
+    files["vocab.json"] = json.dumps(vocab, ensure_ascii=False) + "\n"
+    files["merges.txt"] = "#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges)
+    return write_folder(hf_dir, files, hf_state_dict(model.state_dict(), model.config.bias))
+
+
+def hf_state_dict(state: dict[str, torch.Tensor], bias: bool = True) -> dict[str, torch.Tensor]:
+    """This model's weights under Hugging Face GPT-2's names: model.py's loader run backwards.
+
+    GPT-2 always has biases; a model trained with bias=False gets zeros, which compute the same thing."""
+    hf = {}
+    for key, tensor in state.items():
+        if key == "lm_head.weight":
+            continue  # tied to wte; config.json says tie_word_embeddings
+        if key.endswith(CONV1D_WEIGHTS):
+            tensor = tensor.t()  # nn.Linear's (out, in) to Conv1D's (in, out)
+        hf[key] = tensor.detach().cpu().contiguous()
+        if not bias and key not in ("transformer.wte.weight", "transformer.wpe.weight"):
+            hf[key.removesuffix("weight") + "bias"] = torch.zeros(state[key].size(0), dtype=tensor.dtype)
+    return hf
+
+
+def hf_config(config: GPTConfig, eot_id: int) -> dict:
+    """GPT2Config's fields for a model.py GPTConfig."""
+    return {
+        "architectures": ["GPT2LMHeadModel"],
+        "model_type": "gpt2",
+        "vocab_size": config.vocab_size,
+        "n_positions": config.block_size,
+        "n_embd": config.n_embd,
+        "n_layer": config.n_layer,
+        "n_head": config.n_head,
+        "n_inner": None,  # 4 * n_embd
+        "activation_function": "gelu_new",  # the tanh approximation, as model.py's MLP
+        "layer_norm_epsilon": 1e-5,  # nn.LayerNorm's default
+        "resid_pdrop": config.dropout,
+        "embd_pdrop": config.dropout,
+        "attn_pdrop": config.dropout,
+        "initializer_range": 0.02,
+        "tie_word_embeddings": True,
+        "bos_token_id": eot_id,
+        "eos_token_id": eot_id,
+    }
+
+
+def tokenizer_config(block_size: int) -> dict:
+    return {
+        "tokenizer_class": "GPT2Tokenizer",
+        "model_max_length": block_size,
+        "bos_token": EOT,
+        "eos_token": EOT,
+        "unk_token": EOT,
+        "add_prefix_space": False,
+    }
+
+
+def byte_to_unicode() -> dict[int, str]:
+    """GPT-2's printable stand-in for each byte: printable Latin-1 bytes are themselves, the others map past 255."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    table = {b: chr(b) for b in printable}
+    for n, b in enumerate(b for b in range(256) if b not in table):
+        table[b] = chr(256 + n)
+    return table
+
+
+def bpe_files(encoding) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """vocab.json's token -> id map and merges.txt's pairs, in priority order, for a byte-level tiktoken encoding.
+
+    tiktoken stores only each token's rank (its id). A token's merge is recovered by running BPE on its own bytes
+    with the tokens ranked before it: what is left is the pair it was made from."""
+    special = {encoding.encode_single_token(s) for s in encoding.special_tokens_set}
+    ranks = {encoding.decode_single_token_bytes(i): i for i in range(encoding.n_vocab) if i not in special}
+    chars = byte_to_unicode()
+
+    def text(token: bytes) -> str:
+        return "".join(chars[b] for b in token)
+
+    vocab = {text(token): rank for token, rank in ranks.items()}
+    vocab |= {s: encoding.encode_single_token(s) for s in encoding.special_tokens_set}
+    merges = []
+    for token, rank in sorted(ranks.items(), key=lambda item: item[1]):
+        if len(token) == 1:
+            continue
+        parts = bpe(token, ranks, max_rank=rank)
+        if len(parts) != 2:
+            raise ValueError(f"token {token!r} (id {rank}) is not a merge of two earlier tokens: not a BPE vocabulary")
+        merges.append((text(parts[0]), text(parts[1])))
+    return vocab, merges
+
+
+def bpe(token: bytes, ranks: dict[bytes, int], max_rank: int) -> list[bytes]:
+    """Split token into bytes and merge, lowest rank first, the adjacent pairs whose merge ranks below max_rank."""
+    parts = [bytes([b]) for b in token]
+    while len(parts) > 1:
+        rank, i = min((ranks.get(parts[i] + parts[i + 1], max_rank), i) for i in range(len(parts) - 1))
+        if rank >= max_rank:
+            break
+        parts[i : i + 2] = [parts[i] + parts[i + 1]]
+    return parts
+
+
+def write_folder(hf_dir: Path, files: dict[str, str], weights: dict[str, torch.Tensor]) -> Path:
+    """Write files and model.safetensors to a new folder under a temporary name, then rename it to hf_dir."""
+    try:
+        from safetensors.torch import save_file
+    except ImportError:
+        raise RuntimeError("writing model.safetensors needs safetensors: pip install safetensors") from None
+    # replace an earlier export, but never a folder holding anything else (such as the training run's own out_dir)
+    ours = {*files, "model.safetensors"}
+    others = sorted(p.name for p in hf_dir.iterdir() if p.name not in ours) if hf_dir.is_dir() else []
+    if others or hf_dir.is_file():
+        held = f"holds {', '.join(others[:3])}" if others else "is a file"
+        raise ValueError(f"{hf_dir} {held}, so it is not an earlier export to replace; choose another --hf_dir")
+    hf_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = hf_dir.with_name(f".{hf_dir.name}.tmp{os.getpid()}")
+    try:
+        tmp.mkdir()
+        save_file(weights, tmp / "model.safetensors", metadata={"format": "pt"})
+        for name, text in files.items():
+            (tmp / name).write_text(text, encoding="utf-8")
+        old = hf_dir.with_name(f".{hf_dir.name}.old")
+        shutil.rmtree(old, ignore_errors=True)  # left by an export that was killed between the two renames
+        if hf_dir.exists():
+            os.replace(hf_dir, old)
+        os.replace(tmp, hf_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return hf_dir
+
+
+if __name__ == "__main__":
+    main()

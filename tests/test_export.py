@@ -1,0 +1,155 @@
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import test_sample
+import tiktoken
+import torch
+from test_sample import bpe_run_in, char_run_in, train_checkpoint
+from test_tokenizer import GPT2_PATTERN, tiny_encoding
+
+import export
+import sample
+import tokenizer
+from checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+
+transformers = pytest.importorskip("transformers")
+one_thread, tiny_gpt2_bpe = test_sample.one_thread, test_sample.tiny_gpt2_bpe  # autouse fixtures: active here too
+CORPUS = (Path(__file__).resolve().parent.parent / "prepare" / "haiku_corpus.txt").read_text()
+
+
+@pytest.fixture(scope="module")
+def char_run(tmp_path_factory) -> Path:
+    return char_run_in(tmp_path_factory.mktemp("char"))
+
+
+@pytest.fixture(scope="module")
+def bpe_run(tmp_path_factory) -> Path:
+    return bpe_run_in(tmp_path_factory.mktemp("bpe"))
+
+
+@pytest.fixture(scope="module")
+def hf_dir(bpe_run, tmp_path_factory) -> Path:
+    """The tiny BPE checkpoint exported with the command a user runs."""
+    folder = tmp_path_factory.mktemp("export") / "hf"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(tokenizer.tiktoken, "get_encoding", lambda name: tiny_encoding())
+        export.main([f"--out_dir={bpe_run}", f"--hf_dir={folder}"])
+    return folder
+
+
+def test_transformers_gives_sample_py_greedy_tokens(bpe_run, hf_dir):
+    assert sorted(p.name for p in hf_dir.iterdir()) == [
+        "config.json",
+        "merges.txt",
+        "model.safetensors",
+        "tokenizer_config.json",
+        "vocab.json",
+    ]
+    ours = model_from_checkpoint(load_checkpoint(bpe_run)).eval()
+    hf = transformers.GPT2LMHeadModel.from_pretrained(hf_dir).eval()
+    val = np.fromfile(bpe_run.parent / "haiku" / "val.bin", dtype=np.uint16).astype(np.int64)
+    windows = torch.from_numpy(np.stack([val[i : i + 16] for i in range(0, 800, 100)]))  # (8, 16) held-out text
+    with torch.no_grad():
+        torch.testing.assert_close(hf(windows).logits, ours(windows)[0], rtol=0, atol=1e-5)
+    greedy = ours.generate(windows, 20, temperature=0)
+    assert len(set(greedy[:, 16:].flatten().tolist())) > 3, "the test needs a model that writes more than one token"
+    no_stop = dict(max_new_tokens=20, do_sample=False, eos_token_id=None)
+    assert torch.equal(hf.generate(windows, attention_mask=torch.ones_like(windows), **no_stop), greedy)
+
+    # sample.py's greedy haiku: the same tokens, up to the end-of-text where both stop
+    texts = sample.run(
+        sample.DEFAULTS
+        | {"out_dir": str(bpe_run), "start": "the old pond", "temperature": 0, "num_samples": 1, "max_new_tokens": 30}
+    )
+    prompt = torch.tensor([[258, *tiny_encoding().encode("the old pond")]])  # end-of-text, then the start
+    mask = torch.ones_like(prompt)
+    stop = hf.generate(prompt, attention_mask=mask, max_new_tokens=30, do_sample=False, pad_token_id=258)
+    tok = transformers.AutoTokenizer.from_pretrained(hf_dir)
+    assert texts == [tok.decode(stop[0, 1:], skip_special_tokens=True)]
+
+
+def test_pipeline_and_tokenizer_load_the_folder(hf_dir):
+    tok = transformers.AutoTokenizer.from_pretrained(hf_dir)
+    text = CORPUS[:3000] + "<|endoftext|>naïve 🐸  two  spaces\n"
+    assert tok.encode(text) == tiny_encoding().encode(text, allowed_special="all")
+    assert tok.eos_token == "<|endoftext|>" and tok.eos_token_id == 258
+    generate = transformers.pipeline("text-generation", model=str(hf_dir))
+    out = generate("the old pond", max_new_tokens=10, do_sample=False)[0]["generated_text"]
+    assert out.startswith("the old pond")
+
+
+def test_sample_py_loads_the_exported_folder(bpe_run, hf_dir):
+    greedy = sample.DEFAULTS | {"temperature": 0, "num_samples": 1, "max_new_tokens": 40}
+    resumed = sample.run(greedy | {"out_dir": str(bpe_run), "start": "the frog"})  # haiku data: after end-of-text
+    # a Hugging Face folder has no meta.json, so nothing says it is haiku: give the end-of-text and expect no stop
+    loaded = sample.run(greedy | {"init_from": str(hf_dir), "start": "<|endoftext|>the frog"})
+    assert loaded[0].startswith(resumed[0])
+
+
+def test_merges_recovered_from_a_trained_bpe():
+    """A byte-level BPE trained by the tokenizers library, turned into a tiktoken encoding: the merges come back."""
+    tokenizers = pytest.importorskip("tokenizers")
+    trained = tokenizers.Tokenizer(tokenizers.models.BPE())
+    trained.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False)
+    alphabet = tokenizers.pre_tokenizers.ByteLevel.alphabet()
+    trainer = tokenizers.trainers.BpeTrainer(vocab_size=1200, initial_alphabet=alphabet, show_progress=False)
+    trained.train_from_iterator(CORPUS.split("\n\n"), trainer)
+    bpe = json.loads(trained.to_str())["model"]
+    to_byte = {c: b for b, c in export.byte_to_unicode().items()}
+    ranks = {bytes(to_byte[c] for c in token): i for token, i in bpe["vocab"].items()}
+    special = {"<|endoftext|>": len(ranks)}
+    encoding = tiktoken.Encoding("trained", pat_str=GPT2_PATTERN, mergeable_ranks=ranks, special_tokens=special)
+    vocab, merges = export.bpe_files(encoding)
+    assert merges == [tuple(m) for m in bpe["merges"]] and len(merges) > 900
+    assert vocab == bpe["vocab"] | special
+
+
+def test_bias_free_model_exports_with_zero_biases(bpe_run, tmp_path):
+    out = train_checkpoint(bpe_run.parent / "haiku", tmp_path / "nobias", steps=5, bias=False)
+    export.export(str(out), str(tmp_path / "hf"))
+    ours = model_from_checkpoint(load_checkpoint(out)).eval()
+    hf = transformers.GPT2LMHeadModel.from_pretrained(tmp_path / "hf").eval()
+    prompt = torch.tensor([[258, 257, 32, 100, 111]])
+    with torch.no_grad():
+        torch.testing.assert_close(hf(prompt).logits, ours(prompt)[0], rtol=0, atol=1e-5)
+
+
+def test_export_replaces_an_export_atomically(bpe_run, tmp_path, monkeypatch):
+    target = tmp_path / "hf"
+    export.export(str(bpe_run), str(target))
+    export.export(str(bpe_run), str(target))  # again, over the first
+    before = {p.name: p.read_bytes() for p in target.iterdir()}
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("safetensors.torch.save_file", crash)
+    with pytest.raises(SystemExit) as e:
+        export.main([f"--out_dir={bpe_run}", f"--hf_dir={target}"])
+    assert str(e.value.code) == "error: disk full"
+    assert {p.name: p.read_bytes() for p in target.iterdir()} == before  # the earlier export is intact
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hf"]  # and no temporary folder is left
+
+
+def test_default_folder_is_next_to_the_checkpoint(bpe_run, tmp_path):
+    save_checkpoint(load_checkpoint(bpe_run), tmp_path / "run" / "best.pt")
+    assert export.export(str(tmp_path / "run" / "best.pt")) == tmp_path / "run" / "hf"
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--out_dir={char}", "--hf_dir={tmp}/hf"], ["char-level model", "GPT-2 BPE"]),
+        (["--out_dir={tmp}"], ["no checkpoint at"]),
+        (["--out_dir={bpe}", "--hf_dir={bpe}"], ["holds ckpt.pt", "not an earlier export"]),  # the run itself
+        (["--hf=x"], ["did you mean 'hf_dir'"]),
+    ],
+)
+def test_bad_input_is_one_line(char_run, bpe_run, tmp_path, args, words):
+    with pytest.raises(SystemExit) as e:
+        export.main([a.format(char=char_run, bpe=bpe_run, tmp=tmp_path) for a in args])
+    message = str(e.value.code)
+    assert message.startswith("error: ") and "\n" not in message, message
+    assert all(w in message for w in words), message

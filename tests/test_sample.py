@@ -1,0 +1,261 @@
+import dataclasses
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from test_tokenizer import tiny_encoding
+
+import sample
+import tokenizer
+from checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from model import GPT, GPTConfig
+from prepare import haiku
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread, and far faster than on two when another process holds a core."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def tiny_gpt2_bpe(monkeypatch):
+    """GPT-2's BPE files cannot be downloaded here: the GPT-2 tokenizer is a tiny encoding in the same format."""
+    monkeypatch.setattr(tokenizer.tiktoken, "get_encoding", lambda name: tiny_encoding())
+
+
+def train_checkpoint(data_dir: Path, out_dir: Path, steps: int = 200, **model_args) -> Path:
+    """A tiny model trained for a few steps on data_dir's haiku, saved as train.py saves it; returns out_dir."""
+    meta = sample.read_meta(data_dir)
+    vocab_size = -(-meta["vocab_size"] // 64) * 64  # padded, as train.py pads it
+    shape = {"block_size": 64, "vocab_size": vocab_size, "n_layer": 2, "n_head": 2, "n_embd": 32}
+    config = GPTConfig(**shape | model_args)
+    model = GPT(config, seed=0)
+    data = torch.from_numpy(np.fromfile(data_dir / "train.bin", dtype=np.uint16).astype(np.int64))
+    optimizer = model.configure_optimizers(0.0, 2e-2, (0.9, 0.99), "cpu")  # a high rate: a few steps must do
+    gen = torch.Generator().manual_seed(0)
+    T = 32
+    for _ in range(steps):
+        ix = torch.randint(len(data) - T - 1, (32,), generator=gen).tolist()
+        x = torch.stack([data[i : i + T] for i in ix])  # (32, T)
+        y = torch.stack([data[i + 1 : i + T + 1] for i in ix])
+        _, loss = model(x, y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    ckpt = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scaler": None,
+        "model_args": dataclasses.asdict(config),
+        "config": {"dataset": str(data_dir)},
+        "iter_num": steps,
+        "best_val_loss": loss.item(),
+        "meta": meta,
+    }
+    save_checkpoint(ckpt, out_dir / "ckpt.pt")
+    return out_dir
+
+
+def char_run_in(root: Path) -> Path:
+    """out_dir of a tiny char model trained on the embedded corpus, whose data is the sibling folder haiku_char."""
+    haiku.prepare(out_dir=root / "haiku_char", tokenizer="char")
+    return train_checkpoint(root / "haiku_char", root / "out")
+
+
+def bpe_run_in(root: Path) -> Path:
+    """out_dir of a tiny model trained on the embedded corpus in a tiny GPT-2-style BPE (data: the sibling haiku)."""
+    haiku.prepare(out_dir=root / "haiku", tokenizer="gpt2", encoding=tiny_encoding())
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(tokenizer.tiktoken, "get_encoding", lambda name: tiny_encoding())
+        return train_checkpoint(root / "haiku", root / "out")
+
+
+@pytest.fixture(scope="module")
+def char_run(tmp_path_factory) -> Path:
+    return char_run_in(tmp_path_factory.mktemp("char"))
+
+
+@pytest.fixture(scope="module")
+def bpe_run(tmp_path_factory) -> Path:
+    return bpe_run_in(tmp_path_factory.mktemp("bpe"))
+
+
+def run(capsys, *args: str) -> tuple[list[str], str]:
+    """sample.py's samples (as printed, in order) and everything it printed."""
+    sample.main(list(args))
+    out = capsys.readouterr().out
+    return out.split(f"\n{sample.SEPARATOR}\n")[:-1], out
+
+
+def test_haiku_stop_at_end_of_text_and_same_seed_same_samples(char_run, capsys):
+    args = (f"--out_dir={char_run}", "--num_samples=8", "--max_new_tokens=120", "--temperature=1")
+    samples, out = run(capsys, *args)
+    assert len(samples) == 8 and "<|endoftext|>" not in out
+    assert run(capsys, *args)[1] == out
+    assert run(capsys, *args, "--seed=7")[1] != out
+
+    # the same samples as model.generate with a generator seeded alike, each cut at its first end-of-text
+    model = model_from_checkpoint(load_checkpoint(char_run)).eval()
+    tok = tokenizer.load_tokenizer(load_checkpoint(char_run)["meta"])
+    idx = torch.zeros(8, 1, dtype=torch.long)  # the end-of-text id
+    rows = model.generate(
+        idx, 120, temperature=1.0, top_k=200, stop_token=0, generator=torch.Generator().manual_seed(1337)
+    )
+    expected = [tok.decode(row[1:].tolist()).split("<|endoftext|>")[0] for row in rows]
+    assert sorted(samples) == sorted(expected)
+    assert sum(0 in row[1:].tolist() for row in rows) >= 2, "the test needs rows that end early"
+    # each is printed as its row stops, so the shorter ones come first
+    lengths = [len(tok.encode(s)) for s in samples]
+    assert lengths == sorted(lengths)
+
+
+def test_prompt_file_continues_the_haiku_and_long_prompts_keep_their_end(char_run, capsys, tmp_path):
+    prompt = tmp_path / "prompt.txt"
+    prompt.write_text("old pond\n")
+    samples, _ = run(
+        capsys, f"--out_dir={char_run}", f"--start=FILE:{prompt}", "--num_samples=3", "--max_new_tokens=30"
+    )
+    assert all(s.startswith("old pond\n") for s in samples)
+
+    sample.main([f"--out_dir={char_run}", "--start=" + "the pond " * 20, "--num_samples=1", "--max_new_tokens=5"])
+    captured = capsys.readouterr()
+    assert captured.err.strip() == "note: the prompt is 181 tokens, longer than block_size 64: keeping its last 64"
+    assert captured.out[:64] == ("the pond " * 20)[-64:]
+
+
+def test_one_sample_streams_and_other_data_runs_to_max_new_tokens(bpe_run, capsys, tmp_path):
+    ckpt = load_checkpoint(bpe_run)
+    ckpt["meta"]["dataset"] = "shakespeare"  # not haiku: no end-of-text stop, nanoGPT's behaviour
+    save_checkpoint(ckpt, tmp_path / "text.pt")
+    args = (f"--out_dir={tmp_path / 'text.pt'}", "--start=the frog", "--num_samples=1", "--max_new_tokens=40")
+    samples, out = run(capsys, *args)
+    model = model_from_checkpoint(ckpt).eval()
+    tok = tokenizer.load_tokenizer(ckpt["meta"])
+    prompt = tok.encode("the frog")
+    gen = torch.Generator().manual_seed(1337)
+    row = model.generate(torch.tensor([prompt]), 40, temperature=0.8, top_k=200, generator=gen)[0]
+    assert samples == [tok.decode(row.tolist())] and out == f"{samples[0]}\n{sample.SEPARATOR}\n"
+
+    # a single sample is yielded after every token, each text extending the last
+    gen = torch.Generator().manual_seed(1337)
+    events = list(sample.stream_samples(model, tok, prompt, 1, 40, live=True, temperature=0.8, generator=gen))
+    assert len(events) > 20 and events[-1] == (samples[0], True) and not any(done for _, done in events[:-1])
+    assert all(later.startswith(text) for (text, _), (later, _) in zip(events, events[1:]))
+
+
+def test_bfloat16_on_cpu_and_out_file(char_run, capsys, tmp_path):
+    out_file = tmp_path / "samples" / "haiku.txt"
+    samples, out = run(
+        capsys,
+        f"--out_dir={char_run}",
+        "--dtype=bfloat16",
+        "--num_samples=2",
+        "--max_new_tokens=20",
+        f"--out_file={out_file}",
+    )
+    assert out_file.read_text() == out and len(samples) == 2
+
+
+def test_distinct_2():
+    assert sample.distinct_2(["the pond the pond", "The pond!"]) == (2, 4)  # (the, pond) x3 and (pond, the)
+    assert sample.distinct_2(["frog"]) == (0, 0)
+
+
+def test_haiku_report(char_run):
+    corpus = sample.training_haiku(char_run.parent / "haiku_char")
+    first = min(corpus[0])  # some training haiku's key; rebuild that haiku from the train split
+    train = tokenizer.load_tokenizer(sample.read_meta(char_run.parent / "haiku_char")).decode(
+        np.fromfile(char_run.parent / "haiku_char" / "train.bin", dtype=np.uint16).tolist()
+    )
+    copy = next(h for h in train.split("<|endoftext|>") if haiku.dedupe_key(h) == first)
+    samples = [
+        copy.title().replace("\n", ",\n") + "!",  # a copy, whatever its case and punctuation
+        "an old silent pond\na frog jumps into the pond\nsplash silence again",
+        "two lines only\nand not more",
+    ]
+    report = sample.haiku_report(samples, corpus).splitlines()
+    assert report[1] == "sample 1: 3 lines 5-7-5 copied"
+    assert report[5:9] == [
+        "sample 2: 3 lines 5-7-5",
+        "   5  an old silent pond",
+        "   7  a frog jumps into the pond",
+        "   5  splash silence again",
+    ]
+    assert report[9:12] == ["sample 3: 2 lines", "   4  two lines only", "   3  and not more"]
+    assert report[12:15] == [
+        "three lines: 2/3 (67%)",
+        "5-7-5: 2/3 (67%)",
+        f"copied from the training set: 1/3 (33%), compared with {corpus[1]}",
+    ]
+    assert report[15].startswith("distinct-2: ")
+    missing = sample.training_haiku(char_run.parent / "gone")
+    assert missing == (None, "the checkpoint's training data folder was not found")
+    assert sample.haiku_report(samples, missing).splitlines()[14] == (
+        "copied from the training set: not computed (the checkpoint's training data folder was not found)"
+    )
+    assert sample.haiku_report(["one line"], missing).splitlines()[1] == "sample 1: 1 line"
+
+
+def test_haiku_report_flag(char_run, capsys, tmp_path):
+    _, out = run(capsys, f"--out_dir={char_run}", "--haiku_report=True", "--num_samples=3", "--max_new_tokens=60")
+    assert "haiku report" in out and "training haiku in" in out
+    moved = load_checkpoint(char_run)
+    moved["config"]["dataset"] = str(tmp_path / "gone")
+    save_checkpoint(moved, tmp_path / "ckpt.pt")
+    _, out = run(capsys, f"--out_dir={tmp_path}", "--haiku_report=True", "--num_samples=2", "--max_new_tokens=60")
+    assert "not computed" in out
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--out_dir={empty}"], ["no checkpoint at", "train.py"]),
+        (["--start=FILE:{empty}/nothing.txt"], ["no prompt file", "nothing.txt"]),
+        (["--num_samples=0"], ["num_samples"]),
+        (["--temperature=-0.5"], ["temperature must be >= 0"]),
+        (["--top_p=0"], ["top_p must be"]),
+        (["--top_p=1.5"], ["top_p must be"]),
+        (["--top_p=high"], ["top_p must be"]),
+        (["--top_k=0"], ["top_k must be"]),
+        (["--dtype=float8"], ["dtype must be"]),
+        (["--device=tpu"], ["unknown device 'tpu'"]),
+        (["--tempreature=1"], ["did you mean 'temperature'"]),
+        (["--start=日本"], ["is not in the char table"]),
+        (["--init_from=gpt5"], ["unknown model 'gpt5'"]),
+    ],
+)
+def test_bad_input_is_one_line(char_run, tmp_path, args, words):
+    args = [f"--out_dir={char_run}", *(a.format(empty=tmp_path) for a in args)]
+    with pytest.raises(SystemExit) as e:
+        sample.main(args)
+    message = str(e.value.code)
+    assert message.startswith("error: ") and "\n" not in message, message
+    assert all(w in message for w in words), message
+
+
+def test_checkpoint_of_another_shape_is_one_line(char_run, tmp_path):
+    ckpt = load_checkpoint(char_run)
+    ckpt["model_args"]["n_embd"] = 48
+    save_checkpoint(ckpt, tmp_path / "ckpt.pt")
+    with pytest.raises(SystemExit) as e:
+        sample.main([f"--out_dir={tmp_path}"])
+    message = str(e.value.code)
+    assert message.startswith("error: ") and "\n" not in message, message
+
+
+def test_runs_as_a_script_from_another_folder(char_run, tmp_path):
+    cmd = [sys.executable, str(ROOT / "sample.py"), f"--out_dir={char_run}", "--num_samples=2", "--max_new_tokens=20"]
+    result = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count(sample.SEPARATOR) == 2
+    bad = subprocess.run([*cmd, "--num_samples=0"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1 and bad.stderr == "error: num_samples and max_new_tokens must be at least 1\n"
