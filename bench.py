@@ -7,14 +7,23 @@ The repository's speed figures, each measured side by side in one run and report
 This machine may be shared and noisy, so compare figures from the same run, not absolute times across runs.
 """
 
+import contextlib
+import json
+import os
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from model import GPT
+from model import GPT, GPTConfig
+
+REPO = Path(__file__).resolve().parent
 
 
 def timed(fn, repeat: int = 1) -> tuple[float, object]:
@@ -54,7 +63,198 @@ def bench_generate(prompt_len: int = 16, new_tokens: int = 256) -> None:
     print(f"identical greedy tokens from all three: {same}")
 
 
-BENCHES = {"generate": bench_generate}
+def bench_train(warmup: int = 2, steps: int = 4) -> None:
+    """train.py's own loop on this machine: the char demo and a GPT-2 124M shape, float32/bfloat16, eager/compiled."""
+    import configurator
+    import train
+
+    device = train.resolve_device(None, 0)
+    demo = configurator.configure(train.DEFAULTS, ["config/train_haiku_char.py"])
+    shapes = {  # name: (model and batch keys, vocab of the random bins)
+        "char demo": ({k: demo[k] for k in ("n_layer", "n_head", "n_embd", "block_size", "batch_size")}, 61),
+        "GPT-2 124M": ({"n_layer": 12, "n_head": 12, "n_embd": 768, "block_size": 256, "batch_size": 4}, 50257),
+    }
+    print(f"== train: train.py on {device}, median of {steps} steps after {warmup} warmup steps, random tokens")
+    print(f"peak {train.peak_flops(device) / 1e12:.2f} TFLOP/s (MFU is against it); 'first' is the first step, which")
+    print("includes compiling from an empty cache")
+    header = ["shape", "dtype", "compile", "ms/step", "best", "tok/s", "mfu", "vs fp32 eager", "first"]
+    print("{:<11} {:<9} {:<8} {:>8} {:>8} {:>7} {:>6} {:>14} {:>7}".format(*header))
+    for name, (keys, vocab) in shapes.items():
+        with tempfile.TemporaryDirectory() as tmp:
+            data = Path(tmp) / "data"
+            data.mkdir()
+            ids = np.random.default_rng(0).integers(1, vocab, 200_000, dtype=np.uint16)
+            ids.tofile(data / "train.bin")
+            ids[:20_000].tofile(data / "val.bin")
+            tokenizer = "gpt2" if vocab > 256 else "char"
+            (data / "meta.json").write_text(json.dumps({"tokenizer": tokenizer, "vocab_size": vocab, "eot_id": 0}))
+            base = None
+            for dtype in ("float32", "bfloat16"):
+                for compile in (False, True):
+                    out = Path(tmp) / f"{dtype}-{compile}"
+                    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(out / "inductor")  # measure a cold compile
+                    args = {**keys, "dataset": data, "out_dir": out, "dtype": dtype, "compile": compile,
+                            "max_iters": warmup + steps, "eval_interval": 10**9, "eval_iters": 1, "log_interval": 1,
+                            "gradient_accumulation_steps": 1, "warmup_iters": 0}  # fmt: skip
+                    with open(Path(tmp) / "log.txt", "w") as log, contextlib.redirect_stdout(log):  # the table only
+                        train.main([f"--{k}={v}" for k, v in args.items()])
+                    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+                    logged = [r for r in records if "time_ms" in r]
+                    ms = statistics.median(r["time_ms"] for r in logged[warmup:])
+                    best = min(r["time_ms"] for r in logged[warmup:])
+                    mfu = statistics.median(r["mfu"] for r in logged[warmup:])
+                    base = base or ms
+                    tok_s = keys["batch_size"] * keys["block_size"] / ms * 1000
+                    first = logged[0]["time_ms"] / 1000
+                    row = f"{name:<11} {dtype:<9} {compile!s:<8} {ms:8.1f} {best:8.1f} {tok_s:7,.0f} {mfu:6.1%}"
+                    print(f"{row} {base / ms:13.2f}x {first:6.1f}s", flush=True)
+    os.environ.pop("TORCHINDUCTOR_CACHE_DIR")
+
+
+# Runs in a fresh process per measurement, so that its peak memory (ru_maxrss, a lifetime maximum) is this run's alone.
+_PREPARE_RUN = r"""
+sys.path.insert(0, sys.argv[1])
+
+path, tokenizer, corpus = Path(sys.argv[2]), sys.argv[3], Path(sys.argv[4]).read_text()
+encoding = None
+if tokenizer == "gpt2":
+    # GPT-2's own files cannot be downloaded here: GPT-2's pre-tokenizer pattern, the 256 bytes, every piece of the
+    # corpus as one token (as GPT-2 has most English words), padded with random strings to GPT-2's 50,257 ids.
+    pat = r"'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
+    ranks = {bytes([i]): i for i in range(256)}
+    for piece, _ in Counter(regex.findall(pat, corpus)).most_common():
+        ranks.setdefault(piece.encode(), len(ranks))
+    rng = random.Random(0)
+    while len(ranks) < 50256:
+        ranks.setdefault(bytes(rng.randrange(97, 123) for _ in range(rng.randint(2, 8))), len(ranks))
+    encoding = tiktoken.Encoding("bench", pat_str=pat, mergeable_ranks=ranks, special_tokens={"<|endoftext|>": 50256})
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+start = time.perf_counter()
+meta = text.prepare([path], out_dir=path.parent / "out", tokenizer=tokenizer, encoding=encoding)
+seconds = time.perf_counter() - start
+self_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+child_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+tokens = sum(meta["tokens"].values())
+print(json.dumps({"seconds": seconds, "tokens": tokens, "before_kb": before, "self_kb": self_kb, "child_kb": child_kb}))
+"""
+
+
+def bench_prepare(repo: Path = REPO, sizes_mb: tuple[int, ...] = (25, 100)) -> None:
+    """prepare/text.py's throughput (MB of text per second, every core) for the char and BPE tokenizers, and its peak
+    memory at two input sizes: the embedded haiku corpus repeated to each size (repo: this file's folder)."""
+    corpus_path = repo / "prepare" / "haiku_corpus.txt"
+    corpus = corpus_path.read_text() + "\n"
+    print(f"prepare/text.py on the haiku corpus repeated; {os.cpu_count()} worker processes, one per core")
+    print("  gpt2: GPT-2's files cannot be downloaded here, so a tiktoken Encoding built locally stands in: GPT-2's")
+    print("  pre-tokenizer pattern (most of tiktoken's cost), the 256 bytes, the corpus's pieces as tokens, 50,257 ids")
+    print("  peak memory (ru_maxrss): the main process, the largest worker, and the main process before the run")
+    print(
+        f"{'tokenizer':>9} {'input MB':>9} {'seconds':>8} {'MB/s':>6} {'tokens':>12} {'peak MB main/worker/before':>27}"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        for size in sizes_mb:
+            path = Path(tmp) / f"{size}" / "input.txt"
+            path.parent.mkdir()
+            with open(path, "w") as f:
+                f.writelines(corpus for _ in range(size * 10**6 // len(corpus.encode()) + 1))
+        for tokenizer in ("char", "gpt2"):
+            for size in sizes_mb:
+                path = Path(tmp) / f"{size}" / "input.txt"
+                args = [sys.executable, "-c", _PREPARE_RUN, str(repo), str(path), tokenizer, str(corpus_path)]
+                run = subprocess.run(args, capture_output=True, text=True, check=True)
+                r = json.loads(run.stdout.strip().splitlines()[-1])
+                mb = path.stat().st_size / 1e6
+                peak = f"{r['self_kb'] / 1024:.0f} / {r['child_kb'] / 1024:.0f} / {r['before_kb'] / 1024:.0f}"
+                speed = f"{r['seconds']:8.1f} {mb / r['seconds']:6.1f}"
+                print(f"{tokenizer:>9} {mb:9.1f} {speed} {r['tokens']:12,} {peak:>27}")
+
+
+# One measurement in a fresh process, so that OMP_NUM_THREADS takes effect as it would for a user. GPT-2's BPE files
+# cannot be downloaded here: a stand-in with GPT-2's pattern and 50,257 ids (bytes, then random strings) replaces them.
+_SAMPLE_RUN = r"""
+sys.path.insert(0, sys.argv[1])
+rng = random.Random(0)
+ranks = {bytes([i]): i for i in range(256)}
+while len(ranks) < 50256:
+    ranks.setdefault(bytes(rng.randrange(97, 123) for _ in range(rng.randint(2, 8))), len(ranks))
+pat = r"'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
+stand_in = tiktoken.Encoding("gpt2", pat_str=pat, mergeable_ranks=ranks, special_tokens={"<|endoftext|>": 50256})
+tokenizer.tiktoken.get_encoding = lambda name: stand_in
+times = []
+for config in json.loads(sys.argv[2]):
+    with contextlib.redirect_stdout(io.StringIO()):
+        t0 = time.perf_counter()
+        samples = sample.run(sample.DEFAULTS | config)
+        times.append(time.perf_counter() - t0)
+print(json.dumps({"seconds": times, "chars": [len(s) for s in samples]}))
+"""
+
+
+def bench_sample(demo: Path = REPO / "out-haiku-char") -> None:
+    """sample.py's speed: 10 haiku from the char demo, 256 tokens from a 124M-shaped model, command to first haiku."""
+    from checkpoint import save_checkpoint
+    from configurator import read_config_file
+
+    def measure(threads: str, *configs: dict) -> dict:
+        env = os.environ | {"OMP_NUM_THREADS": threads}
+        cmd = [sys.executable, "-c", _SAMPLE_RUN, str(REPO), json.dumps(configs)]
+        return json.loads(subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout)
+
+    cores = str(os.cpu_count())
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        # The char demo: its trained checkpoint if `python train.py config/train_haiku_char.py` has run, else a model
+        # of the same shape with random weights (whose haiku end at random, so the token count differs).
+        if (demo / "ckpt.pt").is_file():
+            what = f"trained checkpoint {demo}"
+        else:
+            shape = read_config_file(REPO / "config" / "train_haiku_char.py")
+            meta = json.loads((REPO / "data" / "haiku_char" / "meta.json").read_text())
+            keys = ("n_layer", "n_head", "n_embd", "block_size")
+            config = GPTConfig(vocab_size=-(-meta["vocab_size"] // 64) * 64, **{k: shape[k] for k in keys})
+            ckpt = {"model": GPT(config).state_dict(), "model_args": asdict(config), "config": {}, "meta": meta}
+            demo = tmp / "demo"
+            save_checkpoint(ckpt, demo / "ckpt.pt")
+            what = "RANDOM weights in the demo's shape (no out-haiku-char checkpoint)"
+        print(f"== sample: char demo, {what}, 10 haiku, float32")
+        for threads in sorted({"1", cores}):  # a model this small is fastest on one thread
+            result = measure(threads, {"out_dir": str(demo)})
+            tokens = sum(n + 1 for n in result["chars"])  # one id per character, plus each haiku's end-of-text
+            seconds = result["seconds"][0]
+            print(f"OMP_NUM_THREADS={threads}: {tokens} tokens in {seconds:.2f} s = {tokens / seconds:8.1f} tok/s")
+
+        cmd = [sys.executable, str(REPO / "sample.py"), f"--out_dir={demo}"]
+        for threads in sorted({"1", cores}):
+            t0 = time.perf_counter()
+            env = os.environ | {"OMP_NUM_THREADS": threads}
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=tmp, env=env)
+            proc.stdout.readline()
+            first = time.perf_counter() - t0
+            proc.communicate()
+            total = time.perf_counter() - t0
+            launch = f"OMP_NUM_THREADS={threads} python sample.py --out_dir=..."
+            print(f"`{launch}`: first haiku line after {first:.2f} s, all 10 after {total:.2f} s")
+
+        config = GPTConfig()  # 124M, vocab 50304
+        ckpt = {
+            "model": GPT(config).state_dict(),
+            "model_args": asdict(config),
+            "config": {},
+            "meta": {"tokenizer": "gpt2", "vocab_size": 50257, "eot_id": 50256, "dataset": "openwebtext"},
+        }
+        save_checkpoint(ckpt, tmp / "124m" / "ckpt.pt")
+        for dtype in ("float32", "bfloat16"):
+            for threads in sorted({"1", cores}):
+                base = {"out_dir": str(tmp / "124m"), "num_samples": 1, "dtype": dtype}
+                # both runs load the model and take the prompt; the difference is 256 generated tokens
+                short, full = measure(threads, base | {"max_new_tokens": 1}, base | {"max_new_tokens": 257})["seconds"]
+                print(
+                    f"== sample: GPT-2 124M shape (random weights), 1 sample, {dtype}, OMP_NUM_THREADS={threads}: "
+                    f"{256 / (full - short):6.1f} tok/s over 256 tokens (+{short:.2f} s to load and take the first)"
+                )
+
+
+BENCHES = {"generate": bench_generate, "train": bench_train, "prepare": bench_prepare, "sample": bench_sample}
 
 if __name__ == "__main__":
     names = sys.argv[1:] or list(BENCHES)
