@@ -51,15 +51,18 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def checkpoint_path(path_or_out_dir: str | Path) -> Path:
-    """A checkpoint file itself (*.pt), or an out_dir holding ckpt.pt."""
+def checkpoint_path(path_or_out_dir: str | Path, best: bool = False) -> Path:
+    """A checkpoint file itself (*.pt), or an out_dir's ckpt.pt (its best.pt, when best and there is one)."""
     path = Path(path_or_out_dir)
-    return path if path.suffix == ".pt" and not path.is_dir() else path / CKPT_NAME
+    if path.suffix == ".pt" and not path.is_dir():
+        return path
+    return path / "best.pt" if best and (path / "best.pt").is_file() else path / CKPT_NAME
 
 
-def load_checkpoint(path_or_out_dir: str | Path, map_location: str | torch.device = "cpu") -> dict:
-    """Load a checkpoint file (or out_dir/ckpt.pt) with clean state_dict keys; nanoGPT's files load too."""
-    path = checkpoint_path(path_or_out_dir)
+def load_checkpoint(path_or_out_dir: str | Path, map_location: str | torch.device = "cpu", best: bool = False) -> dict:
+    """Load a checkpoint file, or out_dir's ckpt.pt (best.pt with best=True, to sample or export the best model),
+    with clean state_dict keys; nanoGPT's files load too."""
+    path = checkpoint_path(path_or_out_dir, best)
     if not path.is_file():
         raise FileNotFoundError(
             f"no checkpoint at {path}; train one with `python train.py --out_dir={path.parent}` "

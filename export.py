@@ -2,7 +2,7 @@
 Export a GPT-2 BPE checkpoint to a Hugging Face GPT-2 folder: config.json, model.safetensors and the tokenizer files.
 
     python export.py --out_dir=out-haiku --hf_dir=out-haiku-hf
-    python export.py --out_dir=out-haiku/best.pt --hf_dir=out-haiku-best-hf   # hf_dir defaults to out-haiku/hf
+    python export.py --out_dir=out-haiku/ckpt.pt --hf_dir=out-haiku-last-hf   # the latest rather than the best
 
 The folder loads wherever transformers runs (generation stops at end-of-text, the end of a haiku):
 
@@ -33,7 +33,7 @@ from model import CONV1D_WEIGHTS, GPTConfig
 from tokenizer import EOT, gpt2_tokenizer
 
 DEFAULTS = dict(
-    out_dir="out",  # the folder train.py wrote (its ckpt.pt is read), or a checkpoint file such as out/best.pt
+    out_dir="out",  # the folder train.py wrote (its best.pt is read, else ckpt.pt), or a checkpoint file
     hf_dir="",  # where to write the Hugging Face folder; empty: hf/ next to the checkpoint
 )
 
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def export(out_dir: str, hf_dir: str = "") -> Path:
     """Write the Hugging Face folder for the checkpoint in out_dir (or the checkpoint file out_dir); return its path."""
-    ckpt = load_checkpoint(out_dir)
+    ckpt = load_checkpoint(out_dir, best=True)
     meta = ckpt["meta"] or {"tokenizer": "gpt2"}  # nanoGPT's checkpoints have no meta: they are GPT-2 BPE
     if meta.get("tokenizer") != "gpt2":
         raise ValueError(

@@ -39,7 +39,7 @@ SEPARATOR = "---------------"
 
 DEFAULTS = dict(
     init_from="resume",  # 'resume' (the checkpoint in out_dir), 'gpt2' ... 'gpt2-xl', or a Hugging Face folder
-    out_dir="out",  # the folder train.py wrote (its ckpt.pt is read), or a checkpoint file such as out/best.pt
+    out_dir="out",  # the folder train.py wrote (its best.pt is read, else ckpt.pt), or a checkpoint file
     start="",  # the prompt, or FILE:path to read it from a file; empty: the start of a new document
     num_samples=10,  # generated together, as one batch
     max_new_tokens=500,  # per sample; a haiku stops earlier, at end-of-text
@@ -154,7 +154,7 @@ def load_model(init_from: str, out_dir: str, device: torch.device) -> tuple[GPT,
     """The model in eval mode, its tokenizer, its dataset's meta.json (None for GPT-2) and its data folder if found."""
     # the tokenizer first: offline, GPT-2's BPE files are missing, and that is better said before a long load
     if init_from == "resume":
-        ckpt = load_checkpoint(out_dir)
+        ckpt = load_checkpoint(out_dir, best=True)
         meta, data_dir = ckpt["meta"], dataset_dir(ckpt.get("config") or {})
         tok = load_tokenizer(meta) if meta is not None else gpt2_tokenizer()  # nanoGPT's checkpoints have no meta
         model = model_from_checkpoint(ckpt, device)
