@@ -690,6 +690,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"error: {e}")
     try:
         train(run)
+        if run.ranks.ddp:
+            dist.barrier()  # leave together: tearing gloo down while rank 0 still saves can abort the others
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()

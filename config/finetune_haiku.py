@@ -12,7 +12,8 @@ wandb_project = "haiku"
 wandb_run_name = "gpt2-medium-haiku"
 
 # GPT-2 medium (350M) writes noticeably better English than the 124M model, and with AdamW it needs ~6 GB for
-# weights and optimizer state, so it fits a 16 GB GPU; large (774M) and xl (1.5B) need 40 GB or more.
+# weights, gradients and optimizer state, so it fits a 16 GB GPU; large (774M) needs ~12 GB of state plus
+# activations (a 24 GB GPU), xl (1.5B) ~25 GB (a 40 GB one).
 init_from = "gpt2-medium"
 
 # A haiku is ~20 tokens, so a 128-token window holds several, each ended by <|endoftext|>: the model learns where a
