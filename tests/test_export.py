@@ -6,7 +6,7 @@ import pytest
 import test_sample
 import tiktoken
 import torch
-from test_sample import bpe_run_in, char_run_in, train_checkpoint
+from test_sample import train_checkpoint
 from test_tokenizer import GPT2_PATTERN, tiny_encoding
 
 import export
@@ -15,18 +15,9 @@ import tokenizer
 from checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 
 transformers = pytest.importorskip("transformers")
-one_thread, tiny_gpt2_bpe = test_sample.one_thread, test_sample.tiny_gpt2_bpe  # autouse fixtures: active here too
+# fixtures shared with test_sample.py (tiny_gpt2_bpe is autouse: active here too)
+tiny_gpt2_bpe, char_run, bpe_run = test_sample.tiny_gpt2_bpe, test_sample.char_run, test_sample.bpe_run
 CORPUS = (Path(__file__).resolve().parent.parent / "prepare" / "haiku_corpus.txt").read_text()
-
-
-@pytest.fixture(scope="module")
-def char_run(tmp_path_factory) -> Path:
-    return char_run_in(tmp_path_factory.mktemp("char"))
-
-
-@pytest.fixture(scope="module")
-def bpe_run(tmp_path_factory) -> Path:
-    return bpe_run_in(tmp_path_factory.mktemp("bpe"))
 
 
 @pytest.fixture(scope="module")

@@ -17,15 +17,6 @@ from prepare import haiku
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread, and far faster than on two when another process holds a core."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(autouse=True)
 def tiny_gpt2_bpe(monkeypatch):
     """GPT-2's BPE files cannot be downloaded here: the GPT-2 tokenizer is a tiny encoding in the same format."""

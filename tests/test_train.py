@@ -48,15 +48,6 @@ def losses(out: Path) -> dict[int, float]:
     return {r["iter"]: r["loss"] for r in map(json.loads, lines) if "loss" in r}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models gain nothing from a second thread, and lose a lot when another process holds the other core."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def haiku() -> list[str]:
     """The first 300 haiku of the embedded corpus (~20k characters)."""
