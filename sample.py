@@ -33,6 +33,7 @@ from model import GPT
 from prepare.haiku import dedupe_key
 from syllables import count_line, haiku_lines, is_575
 from tokenizer import EOT, Tokenizer, gpt2_tokenizer, load_tokenizer
+from train import resolve_device  # the one device picker, shared with training
 
 REPO = Path(__file__).resolve().parent
 SEPARATOR = "---------------"
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> None:
 def run(config: dict) -> list[str]:
     """Load the model, print the samples as they finish (and the report); return the samples."""
     check_options(config)
-    device = resolve_device(config["device"])
+    device = resolve_device(None if config["device"] == "auto" else config["device"], local_rank=0)
     dtype = resolve_dtype(config["dtype"], device)
     model, tok, meta, data_dir = load_model(config["init_from"], config["out_dir"], device)
     if config["compile"]:
@@ -128,19 +129,6 @@ def check_options(config: dict) -> None:
         raise ValueError(f"top_p must be a number in (0, 1], or None, got {top_p!r}")
     if config["dtype"] not in ("auto", "float32", "bfloat16", "float16"):
         raise ValueError(f"dtype must be auto, float32, bfloat16 or float16, got {config['dtype']!r}")
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
-    try:
-        device = torch.device(name)
-    except RuntimeError as e:
-        raise ValueError(f"unknown device {name!r}: {e}") from None
-    available = {"cuda": torch.cuda.is_available, "mps": torch.backends.mps.is_available}.get(device.type)
-    if available is not None and not available():
-        raise ValueError(f"device {name!r} is not available on this machine; use --device=cpu (or leave it auto)")
-    return device
 
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
