@@ -293,16 +293,11 @@ class Split:
         return x.to(device), y.to(device)
 
 
-def check_vocab(meta: dict, model: GPT, init_from: str, ckpt_meta: dict | None) -> None:
+def check_vocab(meta: dict, model: GPT, ckpt_meta: dict | None) -> None:
     """Refuse data whose token ids mean something else to the model, or do not fit its vocabulary."""
     data_desc = f"the dataset's {meta['tokenizer']} vocabulary of {meta['vocab_size']}"
     if meta["vocab_size"] > model.config.vocab_size:
         raise ValueError(f"{data_desc} does not fit the model's vocab_size {model.config.vocab_size}")
-    if init_from != "scratch" and init_from != "resume" and meta["tokenizer"] != "gpt2":
-        raise ValueError(
-            f"{init_from} reads GPT-2 BPE tokens but {data_desc} is not GPT-2's; prepare GPT-2 BPE bins "
-            "(e.g. `python prepare/haiku.py`) or train from scratch with --init_from=scratch"
-        )
     if ckpt_meta is not None:
         keys = ("tokenizer", "vocab_size", "chars")
         if any(ckpt_meta.get(k) != meta.get(k) for k in keys):
@@ -327,6 +322,12 @@ def init_model(config: dict, meta: dict) -> tuple[GPT, dict | None]:
         ckpt["model_args"]["dropout"] = config["dropout"]  # the one model setting a resumed run may change
         return checkpoint.model_from_checkpoint(ckpt), ckpt
     if init_from in PRETRAINED or Path(init_from).expanduser().is_dir():
+        if meta["tokenizer"] != "gpt2":  # said before the weights are downloaded, not after
+            raise ValueError(
+                f"{init_from} reads GPT-2 BPE tokens but the dataset's {meta['tokenizer']} vocabulary of "
+                f"{meta['vocab_size']} is not GPT-2's; prepare GPT-2 BPE bins (e.g. `python prepare/haiku.py`) "
+                "or train from scratch with --init_from=scratch"
+            )
         return GPT.from_pretrained(init_from, dropout=config["dropout"], block_size=config["block_size"]), None
     raise ValueError(f"init_from={init_from!r}: expected scratch, resume, {', '.join(PRETRAINED)} or a folder")
 
@@ -500,7 +501,7 @@ def setup(config: dict) -> Run:
     folder = find_dataset(config["dataset"])
     meta = load_meta(folder)
     model, ckpt = init_model(config, meta)
-    check_vocab(meta, model, config["init_from"], ckpt["meta"] if ckpt else None)
+    check_vocab(meta, model, ckpt["meta"] if ckpt else None)
     # record the model actually built (resume and GPT-2 inits bring their own shape)
     config.update({k: v for k, v in asdict(model.config).items() if k in config})
     splits = {name: Split(folder / f"{name}.bin", config["block_size"]) for name in ("train", "val")}
