@@ -37,7 +37,8 @@ def timed(fn, repeat: int = 1) -> tuple[float, object]:
 
 
 def bench_generate(prompt_len: int = 16, new_tokens: int = 256) -> None:
-    """Generation with a random 124M GPT-2 in float32: KV cache vs recomputing the context vs transformers."""
+    """Generation with a random 124M GPT-2 in float32: KV cache vs recomputing the context vs transformers, and the
+    KV cache with compiled blocks."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
     print(f"== generate: GPT-2 124M (random weights), float32, {prompt_len}-token prompt, {new_tokens} new tokens")
@@ -61,22 +62,35 @@ def bench_generate(prompt_len: int = 16, new_tokens: int = 256) -> None:
     print(f"recomputed context  {new_tokens / t_nocache:8.1f} tok/s   cache is {t_nocache / t_cache:.1f}x faster")
     print(f"transformers        {new_tokens / t_hf:8.1f} tok/s   cache is {t_hf / t_cache:.2f}x as fast")
     print(f"identical greedy tokens from all three: {same}")
+    for block in model.transformer.h:  # as sample.py --compile=True does
+        block.compile(dynamic=True)
+    t_first, _ = timed(lambda: model.generate(prompt, **greedy))
+    t_compiled, compiled = timed(lambda: model.generate(prompt, **greedy), repeat=2)
+    print(
+        f"compiled blocks     {new_tokens / t_compiled:8.1f} tok/s   {t_cache / t_compiled:.2f}x the eager cache; "
+        f"first run {t_first:.0f} s with compiling; same tokens: {torch.equal(compiled, ours)}"
+    )
 
 
 def bench_train(warmup: int = 2, steps: int = 4) -> None:
     """train.py's own loop on this machine: the char demo and a GPT-2 124M shape, float32/bfloat16, eager/compiled."""
     import configurator
     import train
+    from device import matmul_flops, peak_flops, resolve_device
 
-    device = train.resolve_device(None, 0)
+    device = resolve_device(None, 0)
     demo = configurator.configure(train.DEFAULTS, ["config/train_haiku_char.py"])
     shapes = {  # name: (model and batch keys, vocab of the random bins)
         "char demo": ({k: demo[k] for k in ("n_layer", "n_head", "n_embd", "block_size", "batch_size")}, 61),
         "GPT-2 124M": ({"n_layer": 12, "n_head": 12, "n_embd": 768, "block_size": 256, "batch_size": 4}, 50257),
     }
     print(f"== train: train.py on {device}, median of {steps} steps after {warmup} warmup steps, random tokens")
-    print(f"peak {train.peak_flops(device) / 1e12:.2f} TFLOP/s (MFU is against it); 'first' is the first step, which")
+    print(f"peak {peak_flops(device) / 1e12:.2f} TFLOP/s (MFU is against it); 'first' is the first step, which")
     print("includes compiling from an empty cache")
+    fp32, bf16 = (matmul_flops(device, dtype) for dtype in (torch.float32, torch.bfloat16))
+    ratio = bf16 / fp32
+    print(f"2048x2048 matmul: float32 {fp32 / 1e12:.2f}, bfloat16 {bf16 / 1e12:.2f} TFLOP/s ({ratio:.2f}x): the most")
+    print("bfloat16 can speed up the matmuls that dominate a step")
     header = ["shape", "dtype", "compile", "ms/step", "best", "tok/s", "mfu", "vs fp32 eager", "first"]
     print("{:<11} {:<9} {:<8} {:>8} {:>8} {:>7} {:>6} {:>14} {:>7}".format(*header))
     for name, (keys, vocab) in shapes.items():

@@ -16,8 +16,10 @@ Only tensors and Python primitives go inside, so loading uses torch.load(weights
 
 import dataclasses
 import os
+import random
 from pathlib import Path
 
+import numpy as np
 import torch
 
 CKPT_NAME = "ckpt.pt"  # the latest checkpoint; best.pt beside it holds the one with the best val loss
@@ -115,3 +117,24 @@ def model_from_checkpoint(ckpt: dict, device: str | torch.device = "cpu"):
         raise RuntimeError(f"the checkpoint's weights do not fit its model_args ({detail})")
     model.load_state_dict(state_dict)
     return model.to(device)
+
+
+def rng_state(device: torch.device) -> dict:
+    """Every random generator a training step may touch (dropout; numpy and random for code you add)."""
+    np_state = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "python": random.getstate(),
+        "numpy": (np_state[0], np_state[1].tolist(), *np_state[2:]),  # weights_only loads no numpy arrays
+    }
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state: dict, device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    np.random.set_state((state["numpy"][0], np.array(state["numpy"][1], dtype=np.uint32), *state["numpy"][2:]))
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)

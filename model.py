@@ -45,24 +45,29 @@ class GPTConfig:
 
 
 class KVCache:
-    """Keys and values of the tokens seen so far, for every layer, preallocated to block_size positions."""
+    """One layer's keys and values of the tokens seen so far, preallocated to max_len positions.
 
-    def __init__(self, n_layer: int, max_len: int):
-        self.n_layer, self.max_len = n_layer, max_len
-        self.k: torch.Tensor | None = None  # (n_layer, B, nh, max_len, hs), allocated on first use
+    GPT.new_cache() makes one per layer: each block gets its own cache rather than a layer index, so torch.compile
+    traces one graph that every block shares instead of one per layer.
+    """
+
+    def __init__(self, max_len: int):
+        self.max_len = max_len
+        self.k: torch.Tensor | None = None  # (B, nh, max_len, hs), allocated on first use
         self.v: torch.Tensor | None = None
         self.pos = 0  # number of positions filled
 
-    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def update(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store this step's keys and values at the current position; return all of them so far."""
         if self.k is None:  # dtype and device follow the model (autocast included)
             B, nh, _, hs = k.shape
-            self.k = k.new_empty(self.n_layer, B, nh, self.max_len, hs)
+            self.k = k.new_empty(B, nh, self.max_len, hs)
             self.v = torch.empty_like(self.k)
         end = self.pos + k.size(2)
-        self.k[layer, :, :, self.pos : end] = k
-        self.v[layer, :, :, self.pos : end] = v
-        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]  # (B, nh, end, hs)
+        self.k[:, :, self.pos : end] = k
+        self.v[:, :, self.pos : end] = v
+        self.pos = end
+        return self.k[:, :, :end], self.v[:, :, :end]  # (B, nh, end, hs)
 
 
 class CausalSelfAttention(nn.Module):
@@ -75,7 +80,7 @@ class CausalSelfAttention(nn.Module):
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.resid_dropout = nn.Dropout(config.dropout)
 
-    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         B, T, C = x.size()
         q, k, v = self.c_attn(x).split(C, dim=2)  # 3 x (B, T, C)
         q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
@@ -84,7 +89,7 @@ class CausalSelfAttention(nn.Module):
         if cache is not None:
             # Either a prompt at position 0 (causal mask) or one new token attending to everything before it.
             assert cache.pos == 0 or T == 1, "the cache takes a prompt at position 0, then one token at a time"
-            k, v = cache.update(layer, k, v)  # (B, nh, pos + T, hs)
+            k, v = cache.update(k, v)  # (B, nh, pos + T, hs)
         dropout = self.dropout if self.training else 0.0
         y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=T > 1)  # (B, nh, T, hs)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C): heads side by side again
@@ -111,8 +116,8 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
         self.mlp = MLP(config)
 
-    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x), cache, layer)
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), cache)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -157,18 +162,20 @@ class GPT(nn.Module):
         cfg = self.config
         return 6 * self.num_params() + 12 * cfg.n_layer * cfg.n_embd * cfg.block_size
 
-    def hidden_states(self, idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+    def new_cache(self) -> list[KVCache]:
+        """An empty KV cache, one per layer, for hidden_states."""
+        return [KVCache(self.config.block_size) for _ in range(self.config.n_layer)]
+
+    def hidden_states(self, idx: torch.Tensor, cache: list[KVCache] | None = None) -> torch.Tensor:
         """The final LayerNorm's output (B, T, n_embd) for tokens idx (B, T), continuing the cache if one is given."""
         B, T = idx.size()
-        start = cache.pos if cache is not None else 0
+        start = cache[0].pos if cache is not None else 0
         if start + T > self.config.block_size:
             raise ValueError(f"sequence of {start + T} tokens is longer than block_size {self.config.block_size}")
         pos = torch.arange(start, start + T, dtype=torch.long, device=idx.device)  # (T,)
         x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))  # (B, T, C)
         for layer, block in enumerate(self.transformer.h):
-            x = block(x, cache, layer)
-        if cache is not None:
-            cache.pos += T
+            x = block(x, cache[layer] if cache is not None else None)
         return self.transformer.ln_f(x)
 
     def forward(
@@ -222,14 +229,14 @@ class GPT(nn.Module):
             raise ValueError(f"top_p must be in (0, 1], got {top_p}")
         block_size = self.config.block_size
         context = idx[:, -block_size:]  # (B, <= block_size): the window the model sees
-        cache = KVCache(self.config.n_layer, block_size) if use_cache else None
+        cache = self.new_cache() if use_cache else None
         done = torch.zeros(idx.size(0), dtype=torch.bool, device=idx.device)
         for step in range(max_new_tokens):
-            if step > 0 and cache is not None and cache.pos < block_size:
+            if step > 0 and cache is not None and cache[0].pos < block_size:
                 h = self.hidden_states(context[:, -1:], cache)  # (B, 1, C): only the newest token
             else:
-                if cache is not None:
-                    cache.pos = 0  # first step, or the window moved: every position changes
+                for layer_cache in cache or []:
+                    layer_cache.pos = 0  # first step, or the window moved: every position changes
                 h = self.hidden_states(context, cache)  # (B, T, C)
             logits = self.lm_head(h[:, -1, :])  # (B, vocab_size): only the last position is needed
             token = sample_next(logits, temperature, top_k, top_p, generator)  # (B,)

@@ -29,11 +29,11 @@ import torch
 
 from checkpoint import load_checkpoint, model_from_checkpoint
 from configurator import configure
+from device import resolve_device
 from model import GPT
 from prepare.haiku import dedupe_key
 from syllables import count_line, haiku_lines, is_575
 from tokenizer import EOT, Tokenizer, gpt2_tokenizer, load_tokenizer
-from train import resolve_device  # the one device picker, shared with training
 
 REPO = Path(__file__).resolve().parent
 SEPARATOR = "---------------"
@@ -45,7 +45,7 @@ DEFAULTS = dict(
     num_samples=10,  # generated together, as one batch
     max_new_tokens=500,  # per sample; a haiku stops earlier, at end-of-text
     temperature=0.8,  # 1.0 samples the model's distribution, lower is more conservative, 0 is greedy
-    top_k=200,  # sample only among the k likeliest tokens
+    top_k=200,  # sample only among the k likeliest tokens; 0 turns it off
     top_p=None,  # sample only among the likeliest tokens whose probabilities add up to p (nucleus sampling)
     seed=1337,
     device="auto",  # 'cpu', 'cuda', 'cuda:1', 'mps'; auto: cuda if available, else mps, else cpu
@@ -84,6 +84,7 @@ def run(config: dict) -> list[str]:
     autocast = torch.autocast(device.type, dtype=dtype) if dtype != torch.float32 else nullcontext()
     generator = torch.Generator(device).manual_seed(config["seed"])
     sampling = {k: config[k] for k in ("temperature", "top_k", "top_p")}
+    sampling["top_k"] = sampling["top_k"] or None  # 0: no top-k
     samples, shown = [], ""
     with autocast:
         stream = stream_samples(
@@ -122,8 +123,8 @@ def check_options(config: dict) -> None:
         raise ValueError("num_samples and max_new_tokens must be at least 1")
     if config["temperature"] < 0:
         raise ValueError(f"temperature must be >= 0 (0 is greedy), got {config['temperature']}")
-    if config["top_k"] < 1:
-        raise ValueError(f"top_k must be at least 1, got {config['top_k']}")
+    if config["top_k"] < 0:
+        raise ValueError(f"top_k must be at least 1, or 0 for no top-k, got {config['top_k']}")
     top_p = config["top_p"]
     if top_p is not None and (not isinstance(top_p, (int, float)) or not 0 < top_p <= 1):
         raise ValueError(f"top_p must be a number in (0, 1], or None, got {top_p!r}")

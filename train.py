@@ -22,14 +22,12 @@ SIGINT or SIGTERM (a cluster's preemption) finishes the current step, saves ckpt
 import json
 import math
 import os
-import random
 import shutil
 import signal
 import sys
 import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
-from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +37,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 import checkpoint
 import configurator
+from device import compile_problem, default_compile, default_dtype, peak_flops, resolve_device
 from model import GPT, GPTConfig
 
 REPO_ROOT = Path(__file__).resolve().parent
@@ -93,27 +92,6 @@ PREPARE_COMMANDS = {
     "haiku_char": "python prepare/haiku.py --tokenizer char",
     "openwebtext": "python prepare/openwebtext.py",
 }
-# Dense bf16/fp16 tensor-core FLOP/s from NVIDIA's datasheets, matched against torch.cuda.get_device_name() in this
-# order (so "a100" is tried before "a10"). MFU is always against this 16-bit peak, whatever dtype the run uses.
-GPU_PEAK_FLOPS = [
-    ("b200", 2250e12),
-    ("h200", 989e12),
-    ("h100 nvl", 835e12),
-    ("h100 pcie", 756e12),
-    ("h100", 989e12),
-    ("h800", 989e12),
-    ("a100", 312e12),
-    ("a800", 312e12),
-    ("a10", 125e12),  # A10 and AWS's A10G
-    ("l40s", 362e12),
-    ("l40", 181e12),
-    ("l4", 121e12),
-    ("a6000", 155e12),
-    ("4090", 165e12),
-    ("3090", 71e12),
-    ("v100", 125e12),
-    ("t4", 65e12),
-]
 # Seed offsets of the random streams, so no two share a sequence: + rank for each DDP rank.
 TRAIN_BATCHES_SEED, EVAL_BATCHES_SEED = 1_000, 2_000
 
@@ -127,55 +105,7 @@ def print0(*args, **kwargs) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Devices, precision, DDP
-
-
-def resolve_device(name: str | None, local_rank: int) -> torch.device:
-    if name is None:
-        name = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"unknown device {name!r}: expected cpu, cuda, cuda:N or mps") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device={name!r} but this torch build sees no CUDA GPU; use --device=cpu")
-        if "WORLD_SIZE" in os.environ and device.index is None:
-            device = torch.device("cuda", local_rank)  # one GPU per torchrun process
-        torch.cuda.set_device(device)
-    elif device.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"device={name!r} but MPS is not available here; use --device=cpu")
-    elif device.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"device={name!r}: expected cpu, cuda, cuda:N or mps")
-    return device
-
-
-def default_dtype(device: torch.device) -> str:
-    """bfloat16 where the hardware runs it natively: no gradient scaler, and 2-3x float32's matmul speed."""
-    if device.type == "cuda":
-        return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
-    if device.type == "cpu":
-        native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-        return "bfloat16" if native else "float32"  # emulated bf16 (plain AVX512, ARM) is slower than float32
-    return "float32"  # MPS: its autocast support varies with the macOS version
-
-
-def default_compile(device: torch.device) -> bool:
-    """Compile on CUDA. On a 2-core CPU (bench.py train) compiling made the char demo no faster and GPT-2 124M in
-    bfloat16 3-16% faster, after ~30 s of compiling: eager is the better default there."""
-    return device.type == "cuda"
-
-
-def compile_problem(device: torch.device) -> str | None:
-    """Why torch.compile cannot run here, or None if it can."""
-    if device.type == "mps":
-        return "torch.compile does not support mps"
-    if device.type == "cuda":
-        import importlib.util
-
-        return None if importlib.util.find_spec("triton") else "torch.compile on CUDA needs triton (pip install triton)"
-    compilers = [os.environ.get("CXX"), "g++", "clang++", "c++", "cl"]
-    return None if any(c and shutil.which(c) for c in compilers) else "torch.compile on CPU needs a C++ compiler"
+# DDP
 
 
 @dataclass
@@ -217,27 +147,6 @@ def gather(obj, ranks: Ranks) -> list:
     out = [None] * ranks.world_size
     dist.all_gather_object(out, obj)
     return out
-
-
-@cache
-def peak_flops(device: torch.device) -> float:
-    """The device's 16-bit peak FLOP/s: from the table for known GPUs, else timed once with a bf16 matmul."""
-    if device.type == "cuda":
-        name = torch.cuda.get_device_name(device).lower()
-        for key, flops in GPU_PEAK_FLOPS:
-            if key in name:
-                return flops
-    dtype = torch.bfloat16 if default_dtype(device) == "bfloat16" else torch.float32
-    n = 2048
-    gen = torch.Generator(device).manual_seed(0)  # its own: the training's random streams stay untouched
-    a, b = (torch.randn(n, n, dtype=dtype, device=device, generator=gen) for _ in range(2))
-    (a @ b).sum().item()  # warmup
-    times: list[float] = []
-    while len(times) < 3 or sum(times) < 0.5:  # the fastest of ~0.5 s of runs: the least disturbed by other work
-        t0 = time.perf_counter()
-        (a @ b).sum().item()
-        times.append(time.perf_counter() - t0)
-    return 2 * n**3 / min(times)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -360,31 +269,6 @@ def estimate_loss(model, splits: dict[str, Split], config: dict, ctx, device: to
         out[name] = all_mean(losses.mean(), ranks).item()
     model.train()
     return out
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Checkpoint contents
-
-
-def rng_state(device: torch.device) -> dict:
-    """Every random generator a training step may touch (dropout; numpy and random for code you add)."""
-    np_state = np.random.get_state()
-    state = {
-        "torch": torch.get_rng_state(),
-        "python": random.getstate(),
-        "numpy": (np_state[0], np_state[1].tolist(), *np_state[2:]),  # weights_only loads no numpy arrays
-    }
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def set_rng_state(state: dict, device: torch.device) -> None:
-    torch.set_rng_state(state["torch"])
-    random.setstate(state["python"])
-    np.random.set_state((state["numpy"][0], np.array(state["numpy"][1], dtype=np.uint32), *state["numpy"][2:]))
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], device)
 
 
 def write_json(path: Path, obj) -> None:
@@ -521,7 +405,7 @@ def setup(config: dict) -> Run:
         iter_num, best_val_loss = ckpt["iter_num"], ckpt["best_val_loss"]
         if len(ckpt.get("sampler") or []) == ranks.world_size:
             generator.set_state(ckpt["sampler"][ranks.rank])
-            set_rng_state(ckpt["rng"][ranks.rank], device)
+            checkpoint.set_rng_state(ckpt["rng"][ranks.rank], device)
         else:  # e.g. nanoGPT's checkpoints, or a different number of GPUs: continue on fresh random streams
             note = "note: the checkpoint has no random states for this number of ranks; the data order starts afresh"
             print0(note, file=sys.stderr)
@@ -553,7 +437,7 @@ def setup(config: dict) -> Run:
 
 def save(run: Run, iter_num: int, best: bool) -> None:
     """Write out_dir/ckpt.pt (and best.pt); called on every rank, since the random states are gathered."""
-    rng = gather(rng_state(run.device), run.ranks)
+    rng = gather(checkpoint.rng_state(run.device), run.ranks)
     sampler = gather(run.generator.get_state(), run.ranks)
     if run.ranks.rank != 0:
         return

@@ -217,6 +217,23 @@ def test_cached_and_uncached_generation_agree_exactly(kw):
     assert torch.equal(cached[:, :5], prompt)
 
 
+def test_compiled_blocks_generate_the_same_tokens_with_graphs_per_shape_not_per_layer():
+    from torch._dynamo.utils import counters
+
+    graphs = []
+    for n_layer in (2, 10):  # 10: past torch.compile's recompile limit (8), beyond which layers would run eager
+        model = GPT(GPTConfig(block_size=32, vocab_size=64, n_layer=n_layer, n_head=2, n_embd=16), seed=6).eval()
+        prompt = torch.randint(0, 64, (2, 5), generator=torch.Generator().manual_seed(1))
+        eager = model.generate(prompt, 12, temperature=0)
+        torch._dynamo.reset()
+        counters.clear()
+        for block in model.transformer.h:  # as sample.py --compile=True does
+            block.compile(dynamic=True)
+        assert torch.equal(model.generate(prompt, 12, temperature=0), eager)
+        graphs.append(counters["stats"]["unique_graphs"])
+    assert graphs[0] == graphs[1], graphs
+
+
 def test_generation_past_block_size_sees_the_latest_window():
     model = tiny_model(seed=4)
     prompt = torch.randint(0, 64, (1, 30))  # longer than block_size: only the last 16 tokens matter

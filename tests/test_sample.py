@@ -143,6 +143,13 @@ def test_one_sample_streams_and_other_data_runs_to_max_new_tokens(bpe_run, capsy
     assert all(later.startswith(text) for (text, _), (later, _) in zip(events, events[1:]))
 
 
+def test_top_k_zero_turns_top_k_off(char_run, capsys):
+    args = (f"--out_dir={char_run}", "--num_samples=3", "--temperature=1.5")
+    unfiltered, _ = run(capsys, *args, "--top_k=0")
+    assert unfiltered == run(capsys, *args, "--top_k=1000")[0]  # more than the 61 characters: no filter either
+    assert unfiltered != run(capsys, *args, "--top_k=2")[0]
+
+
 def test_bfloat16_on_cpu_and_out_file(char_run, capsys, tmp_path):
     out_file = tmp_path / "samples" / "haiku.txt"
     samples, out = run(
@@ -216,7 +223,7 @@ def test_haiku_report_flag(char_run, capsys, tmp_path):
         (["--top_p=0"], ["top_p must be"]),
         (["--top_p=1.5"], ["top_p must be"]),
         (["--top_p=high"], ["top_p must be"]),
-        (["--top_k=0"], ["top_k must be"]),
+        (["--top_k=-1"], ["top_k must be"]),
         (["--dtype=float8"], ["dtype must be"]),
         (["--device=tpu"], ["unknown device 'tpu'"]),
         (["--tempreature=1"], ["did you mean 'temperature'"]),

@@ -15,6 +15,7 @@ import torch
 import checkpoint
 import configurator
 import train
+from device import peak_flops
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -84,7 +85,7 @@ def test_resume_is_exact(data, tmp_path):
     common = dict(dropout=0.1, max_iters=12)
     runs = [("one", common), ("two", {**common, "max_iters": 6}), ("two", {**common, "init_from": "resume"})]
     for out, args in runs:
-        train.peak_flops.cache_clear()  # as in a fresh process: measuring the peak must not move the random streams
+        peak_flops.cache_clear()  # as in a fresh process: measuring the peak must not move the random streams
         train.main(tiny_args(data, tmp_path / out, **args))
         if out == "two" and "init_from" not in args:
             assert checkpoint.load_checkpoint(tmp_path / "two")["iter_num"] == 6
@@ -104,7 +105,7 @@ def test_float16_checkpoints_the_gradient_scaler(data, tmp_path):
 
 
 def test_compile_without_a_compiler_warns_and_runs_eager(data, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(train.shutil, "which", lambda name: None)
+    monkeypatch.setattr("device.shutil.which", lambda name: None)
     monkeypatch.delenv("CXX", raising=False)
     train.main(tiny_args(data, tmp_path, max_iters=1, compile=True))
     assert "warning: torch.compile on CPU needs a C++ compiler; running eager" in capsys.readouterr().err

@@ -1,0 +1,108 @@
+"""Which device to run on, in which precision, whether torch.compile can run there, and the device's peak FLOP/s.
+
+Shared by train.py, sample.py and bench.py, so that one name picks the same device everywhere.
+"""
+
+import os
+import shutil
+import time
+from functools import cache
+
+import torch
+
+# Dense bf16/fp16 tensor-core FLOP/s from NVIDIA's datasheets, matched against torch.cuda.get_device_name() in this
+# order (so "a100" is tried before "a10"). MFU is always against this 16-bit peak, whatever dtype the run uses.
+GPU_PEAK_FLOPS = [
+    ("b200", 2250e12),
+    ("h200", 989e12),
+    ("h100 nvl", 835e12),
+    ("h100 pcie", 756e12),
+    ("h100", 989e12),
+    ("h800", 989e12),
+    ("a100", 312e12),
+    ("a800", 312e12),
+    ("a10", 125e12),  # A10 and AWS's A10G
+    ("l40s", 362e12),
+    ("l40", 181e12),
+    ("l4", 121e12),
+    ("a6000", 155e12),
+    ("4090", 165e12),
+    ("3090", 71e12),
+    ("v100", 125e12),
+    ("t4", 65e12),
+]
+
+
+def resolve_device(name: str | None, local_rank: int) -> torch.device:
+    """The device called name (None: cuda, else mps, else cpu), checked to exist; under torchrun, cuda means the
+    process's own GPU, cuda:local_rank."""
+    if name is None:
+        name = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"unknown device {name!r}: expected cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device={name!r} but this torch build sees no CUDA GPU; use --device=cpu")
+        if "WORLD_SIZE" in os.environ and device.index is None:
+            device = torch.device("cuda", local_rank)  # one GPU per torchrun process
+        torch.cuda.set_device(device)
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device={name!r} but MPS is not available here; use --device=cpu")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device={name!r}: expected cpu, cuda, cuda:N or mps")
+    return device
+
+
+def default_dtype(device: torch.device) -> str:
+    """bfloat16 where the hardware runs it natively: no gradient scaler, and 2-3x float32's matmul speed."""
+    if device.type == "cuda":
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+    if device.type == "cpu":
+        native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+        return "bfloat16" if native else "float32"  # emulated bf16 (plain AVX512, ARM) is slower than float32
+    return "float32"  # MPS: its autocast support varies with the macOS version
+
+
+def default_compile(device: torch.device) -> bool:
+    """Compile on CUDA. On a 2-core CPU (bench.py train) compiling made the char demo no faster and GPT-2 124M in
+    bfloat16 3-16% faster, after ~30 s of compiling: eager is the better default there."""
+    return device.type == "cuda"
+
+
+def compile_problem(device: torch.device) -> str | None:
+    """Why torch.compile cannot run here, or None if it can."""
+    if device.type == "mps":
+        return "torch.compile does not support mps"
+    if device.type == "cuda":
+        import importlib.util
+
+        return None if importlib.util.find_spec("triton") else "torch.compile on CUDA needs triton (pip install triton)"
+    compilers = [os.environ.get("CXX"), "g++", "clang++", "c++", "cl"]
+    return None if any(c and shutil.which(c) for c in compilers) else "torch.compile on CPU needs a C++ compiler"
+
+
+@cache
+def peak_flops(device: torch.device) -> float:
+    """The device's peak FLOP/s for MFU: the 16-bit figure from the table for known GPUs, else timed once with a matmul
+    in the device's default dtype (bfloat16 on a CPU that has it)."""
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device).lower()
+        for key, flops in GPU_PEAK_FLOPS:
+            if key in name:
+                return flops
+    return matmul_flops(device, torch.bfloat16 if default_dtype(device) == "bfloat16" else torch.float32)
+
+
+def matmul_flops(device: torch.device, dtype: torch.dtype, n: int = 2048) -> float:
+    """FLOP/s of an n x n matmul in dtype: the fastest of ~0.5 s of runs, the one least disturbed by other work."""
+    gen = torch.Generator(device).manual_seed(0)  # its own: the training's random streams stay untouched
+    a, b = (torch.randn(n, n, dtype=dtype, device=device, generator=gen) for _ in range(2))
+    (a @ b).sum().item()  # warmup
+    times: list[float] = []
+    while len(times) < 3 or sum(times) < 0.5:
+        t0 = time.perf_counter()
+        (a @ b).sum().item()
+        times.append(time.perf_counter() - t0)
+    return 2 * n**3 / min(times)
