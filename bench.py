@@ -72,7 +72,7 @@ def bench_generate(prompt_len: int = 16, new_tokens: int = 256) -> None:
     )
 
 
-def bench_train(warmup: int = 2, steps: int = 4) -> None:
+def bench_train(warmup: int = 2) -> None:
     """train.py's own loop on this machine: the char demo and a GPT-2 124M shape, float32/bfloat16, eager/compiled."""
     import configurator
     import train
@@ -80,11 +80,12 @@ def bench_train(warmup: int = 2, steps: int = 4) -> None:
 
     device = resolve_device(None, 0)
     demo = configurator.configure(train.DEFAULTS, ["config/train_haiku_char.py"])
-    shapes = {  # name: (model and batch keys, vocab of the random bins)
-        "char demo": ({k: demo[k] for k in ("n_layer", "n_head", "n_embd", "block_size", "batch_size")}, 61),
-        "GPT-2 124M": ({"n_layer": 12, "n_head": 12, "n_embd": 768, "block_size": 256, "batch_size": 4}, 50257),
+    shapes = {  # name: (model and batch keys, vocab of the random bins, steps timed: more where they are cheap)
+        "char demo": ({k: demo[k] for k in ("n_layer", "n_head", "n_embd", "block_size", "batch_size")}, 61, 20),
+        "GPT-2 124M": ({"n_layer": 12, "n_head": 12, "n_embd": 768, "block_size": 256, "batch_size": 4}, 50257, 6),
     }
-    print(f"== train: train.py on {device}, median of {steps} steps after {warmup} warmup steps, random tokens")
+    counts = ", ".join(f"{steps} for the {name}" for name, (_, _, steps) in shapes.items())
+    print(f"== train: train.py on {device}, median of the steps timed ({counts}) after {warmup} warmup, random tokens")
     print(f"peak {peak_flops(device) / 1e12:.2f} TFLOP/s (MFU is against it); 'first' is the first step, which")
     print("includes compiling from an empty cache")
     fp32, bf16 = (matmul_flops(device, dtype) for dtype in (torch.float32, torch.bfloat16))
@@ -93,7 +94,7 @@ def bench_train(warmup: int = 2, steps: int = 4) -> None:
     print("bfloat16 can speed up the matmuls that dominate a step")
     header = ["shape", "dtype", "compile", "ms/step", "best", "tok/s", "mfu", "vs fp32 eager", "first"]
     print("{:<11} {:<9} {:<8} {:>8} {:>8} {:>7} {:>6} {:>14} {:>7}".format(*header))
-    for name, (keys, vocab) in shapes.items():
+    for name, (keys, vocab, steps) in shapes.items():
         with tempfile.TemporaryDirectory() as tmp:
             data = Path(tmp) / "data"
             data.mkdir()

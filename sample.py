@@ -29,7 +29,7 @@ import torch
 
 from checkpoint import load_checkpoint, model_from_checkpoint
 from configurator import configure
-from device import resolve_device
+from device import default_dtype, resolve_device
 from model import GPT
 from prepare.haiku import dedupe_key
 from syllables import count_line, haiku_lines, is_575
@@ -49,7 +49,7 @@ DEFAULTS = dict(
     top_p=None,  # sample only among the likeliest tokens whose probabilities add up to p (nucleus sampling)
     seed=1337,
     device="auto",  # 'cpu', 'cuda', 'cuda:1', 'mps'; auto: cuda if available, else mps, else cpu
-    dtype="auto",  # 'float32', 'bfloat16' or 'float16'; auto: bfloat16 on a GPU that has it, else float32
+    dtype="auto",  # 'float32', 'bfloat16' or 'float16'; auto: as train.py, bfloat16 where the device has it
     compile=False,  # torch.compile the transformer blocks (compiling takes tens of seconds before the first token)
     out_file=None,  # also write the samples (and the report) to this text file
     haiku_report=False,  # judge the samples: syllables per line, 5-7-5 share, copies of training haiku, distinct-2
@@ -133,10 +133,8 @@ def check_options(config: dict) -> None:
 
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
-    if name == "auto":
-        bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
-        return torch.bfloat16 if bf16 else torch.float32
-    return getattr(torch, name)
+    """auto: train.py's default for the device (on a CPU with native bfloat16, GPT-2 124M samples 2x faster in it)."""
+    return getattr(torch, default_dtype(device) if name == "auto" else name)
 
 
 def load_model(init_from: str, out_dir: str, device: torch.device) -> tuple[GPT, Tokenizer, dict | None, Path | None]:

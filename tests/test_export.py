@@ -49,11 +49,9 @@ def test_transformers_gives_sample_py_greedy_tokens(bpe_run, hf_dir):
     no_stop = dict(max_new_tokens=20, do_sample=False, eos_token_id=None)
     assert torch.equal(hf.generate(windows, attention_mask=torch.ones_like(windows), **no_stop), greedy)
 
-    # sample.py's greedy haiku: the same tokens, up to the end-of-text where both stop
-    texts = sample.run(
-        sample.DEFAULTS
-        | {"out_dir": str(bpe_run), "start": "the old pond", "temperature": 0, "num_samples": 1, "max_new_tokens": 30}
-    )
+    # sample.py's greedy haiku in float32, as transformers runs: the same tokens, up to the end-of-text where both stop
+    options = {"start": "the old pond", "temperature": 0, "num_samples": 1, "max_new_tokens": 30, "dtype": "float32"}
+    texts = sample.run(sample.DEFAULTS | options | {"out_dir": str(bpe_run)})
     prompt = torch.tensor([[258, *tiny_encoding().encode("the old pond")]])  # end-of-text, then the start
     mask = torch.ones_like(prompt)
     stop = hf.generate(prompt, attention_mask=mask, max_new_tokens=30, do_sample=False, pad_token_id=258)

@@ -128,6 +128,7 @@ def test_one_sample_streams_and_other_data_runs_to_max_new_tokens(bpe_run, capsy
     ckpt["meta"]["dataset"] = "shakespeare"  # not haiku: no end-of-text stop, nanoGPT's behaviour
     save_checkpoint(ckpt, tmp_path / "text.pt")
     args = (f"--out_dir={tmp_path / 'text.pt'}", "--start=the frog", "--num_samples=1", "--max_new_tokens=40")
+    args += ("--dtype=float32",)  # as model.generate below runs
     samples, out = run(capsys, *args)
     model = model_from_checkpoint(ckpt).eval()
     tok = tokenizer.load_tokenizer(ckpt["meta"])
