@@ -126,15 +126,22 @@ def bench_train(warmup: int = 2) -> None:
     os.environ.pop("TORCHINDUCTOR_CACHE_DIR")
 
 
-# Runs in a fresh process per measurement, so that its peak memory (ru_maxrss, a lifetime maximum) is this run's alone.
-_PREPARE_RUN = r"""
+# The start of both scripts below, each run in a fresh process: the repository on sys.path, and a stand-in for GPT-2's
+# BPE files, which cannot be downloaded here.
+_SCRIPT_START = r"""
+import contextlib, io, json, random, resource, sys, time
+from collections import Counter
+from pathlib import Path
+
+import regex
+import tiktoken
+
 sys.path.insert(0, sys.argv[1])
 
-path, tokenizer, corpus = Path(sys.argv[2]), sys.argv[3], Path(sys.argv[4]).read_text()
-encoding = None
-if tokenizer == "gpt2":
-    # GPT-2's own files cannot be downloaded here: GPT-2's pre-tokenizer pattern, the 256 bytes, every piece of the
-    # corpus as one token (as GPT-2 has most English words), padded with random strings to GPT-2's 50,257 ids.
+
+def stand_in_encoding(corpus: str = "") -> tiktoken.Encoding:
+    # GPT-2's pre-tokenizer pattern and 50,257 ids: the 256 bytes, every piece of corpus as one token (as GPT-2 has
+    # most English words), then random strings
     pat = r"'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
     ranks = {bytes([i]): i for i in range(256)}
     for piece, _ in Counter(regex.findall(pat, corpus)).most_common():
@@ -142,16 +149,35 @@ if tokenizer == "gpt2":
     rng = random.Random(0)
     while len(ranks) < 50256:
         ranks.setdefault(bytes(rng.randrange(97, 123) for _ in range(rng.randint(2, 8))), len(ranks))
-    encoding = tiktoken.Encoding("bench", pat_str=pat, mergeable_ranks=ranks, special_tokens={"<|endoftext|>": 50256})
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return tiktoken.Encoding("gpt2", pat_str=pat, mergeable_ranks=ranks, special_tokens={"<|endoftext|>": 50256})
+"""
+
+# A fresh process per measurement, so that its peak memory is this run's alone.
+_PREPARE_RUN = (
+    _SCRIPT_START
+    + r"""
+from prepare import text
+
+path, tokenizer, corpus = Path(sys.argv[2]), sys.argv[3], Path(sys.argv[4]).read_text()
+encoding = stand_in_encoding(corpus) if tokenizer == "gpt2" else None
+def peak_kb() -> int:
+    # the high-water mark of this process's memory: VmHWM starts afresh at exec, where ru_maxrss keeps the parent's
+    status = Path("/proc/self/status")
+    if status.exists():
+        return int(regex.search(r"VmHWM:\s+(\d+)", status.read_text()).group(1))
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+before = peak_kb()
 start = time.perf_counter()
 meta = text.prepare([path], out_dir=path.parent / "out", tokenizer=tokenizer, encoding=encoding)
 seconds = time.perf_counter() - start
-self_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+self_kb = peak_kb()
 child_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
 tokens = sum(meta["tokens"].values())
 print(json.dumps({"seconds": seconds, "tokens": tokens, "before_kb": before, "self_kb": self_kb, "child_kb": child_kb}))
 """
+)
 
 
 def bench_prepare(repo: Path = REPO, sizes_mb: tuple[int, ...] = (25, 100)) -> None:
@@ -162,7 +188,7 @@ def bench_prepare(repo: Path = REPO, sizes_mb: tuple[int, ...] = (25, 100)) -> N
     print(f"prepare/text.py on the haiku corpus repeated; {os.cpu_count()} worker processes, one per core")
     print("  gpt2: GPT-2's files cannot be downloaded here, so a tiktoken Encoding built locally stands in: GPT-2's")
     print("  pre-tokenizer pattern (most of tiktoken's cost), the 256 bytes, the corpus's pieces as tokens, 50,257 ids")
-    print("  peak memory (ru_maxrss): the main process, the largest worker, and the main process before the run")
+    print("  peak memory: the main process (VmHWM), the largest worker (ru_maxrss), the main process before the run")
     print(
         f"{'tokenizer':>9} {'input MB':>9} {'seconds':>8} {'MB/s':>6} {'tokens':>12} {'peak MB main/worker/before':>27}"
     )
@@ -184,16 +210,14 @@ def bench_prepare(repo: Path = REPO, sizes_mb: tuple[int, ...] = (25, 100)) -> N
                 print(f"{tokenizer:>9} {mb:9.1f} {speed} {r['tokens']:12,} {peak:>27}")
 
 
-# One measurement in a fresh process, so that OMP_NUM_THREADS takes effect as it would for a user. GPT-2's BPE files
-# cannot be downloaded here: a stand-in with GPT-2's pattern and 50,257 ids (bytes, then random strings) replaces them.
-_SAMPLE_RUN = r"""
-sys.path.insert(0, sys.argv[1])
-rng = random.Random(0)
-ranks = {bytes([i]): i for i in range(256)}
-while len(ranks) < 50256:
-    ranks.setdefault(bytes(rng.randrange(97, 123) for _ in range(rng.randint(2, 8))), len(ranks))
-pat = r"'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
-stand_in = tiktoken.Encoding("gpt2", pat_str=pat, mergeable_ranks=ranks, special_tokens={"<|endoftext|>": 50256})
+# A fresh process per measurement, so that OMP_NUM_THREADS takes effect as it would for a user.
+_SAMPLE_RUN = (
+    _SCRIPT_START
+    + r"""
+import sample
+import tokenizer
+
+stand_in = stand_in_encoding()
 tokenizer.tiktoken.get_encoding = lambda name: stand_in
 times = []
 for config in json.loads(sys.argv[2]):
@@ -203,6 +227,7 @@ for config in json.loads(sys.argv[2]):
         times.append(time.perf_counter() - t0)
 print(json.dumps({"seconds": times, "chars": [len(s) for s in samples]}))
 """
+)
 
 
 def bench_sample(demo: Path = REPO / "out-haiku-char") -> None:
