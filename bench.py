@@ -257,7 +257,7 @@ def bench_sample(demo: Path = REPO / "out-haiku-char") -> None:
             demo = tmp / "demo"
             save_checkpoint(ckpt, demo / "ckpt.pt")
             what = "RANDOM weights in the demo's shape (no out-haiku-char checkpoint)"
-        print(f"== sample: char demo, {what}, 10 haiku, float32")
+        print(f"== sample: char demo, {what}, 10 haiku, sample.py's default dtype")
         for threads in sorted({"1", cores}):  # a model this small is fastest on one thread
             result = measure(threads, {"out_dir": str(demo)})
             tokens = sum(n + 1 for n in result["chars"])  # one id per character, plus each haiku's end-of-text
