@@ -76,6 +76,14 @@ twenty-one 3 mother-in-law 4 heron's 2 moon's 1 tree's 1
 """
 
 
+@pytest.fixture(autouse=True)
+def fresh_word_counts():
+    """count_word caches its answers: clear them, so a test that swaps the dictionary counts afresh."""
+    syllables.count_word.cache_clear()
+    yield
+    syllables.count_word.cache_clear()
+
+
 def labelled_words() -> dict[str, int]:
     lines = [line for line in LABELLED.splitlines() if line and not line.startswith("#")]
     tokens = " ".join(lines).split()
