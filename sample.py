@@ -60,6 +60,9 @@ def main(argv: list[str] | None = None) -> None:
     try:
         config = configure(DEFAULTS, sys.argv[1:] if argv is None else argv)
         run(config)
+    except BrokenPipeError:  # the reader stopped early (`python sample.py | head`): stop quietly, as Python's docs show
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's own flush fails silently too
+        sys.exit(1)
     except (ValueError, OSError, RuntimeError) as e:  # OSError: files that cannot be read or written
         sys.exit(f"error: {e}")
 

@@ -258,3 +258,11 @@ def test_runs_as_a_script_from_another_folder(char_run, tmp_path):
     assert result.stdout.count(sample.SEPARATOR) == 2
     bad = subprocess.run([*cmd, "--num_samples=0"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 1 and bad.stderr == "error: num_samples and max_new_tokens must be at least 1\n"
+
+
+def test_a_reader_that_stops_early_ends_it_quietly(char_run, tmp_path):
+    cmd = [sys.executable, str(ROOT / "sample.py"), f"--out_dir={char_run}", "--num_samples=2", "--max_new_tokens=20"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()  # as `| head` does once it has its lines: every write now fails with a broken pipe
+    stderr = proc.stderr.read()
+    assert proc.wait(timeout=60) == 1 and stderr == ""
