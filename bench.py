@@ -73,7 +73,8 @@ def bench_generate(prompt_len: int = 16, new_tokens: int = 256) -> None:
 
 def bench_train(warmup: int = 2) -> None:
     """train.py on this machine, each variant a fresh `python train.py` as a user runs it: the char demo and a GPT-2
-    124M shape, float32/bfloat16, eager/compiled."""
+    124M shape, float32/bfloat16, eager/compiled, compared with the plain float32 eager loop (as nanoGPT runs it, with
+    glibc's default allocator)."""
     import configurator
     import train
     from device import matmul_flops, resolve_device
@@ -84,6 +85,10 @@ def bench_train(warmup: int = 2) -> None:
         "char demo": ({k: demo[k] for k in ("n_layer", "n_head", "n_embd", "block_size", "batch_size")}, 61, 20),
         "GPT-2 124M": ({"n_layer": 12, "n_head": 12, "n_embd": 768, "block_size": 256, "batch_size": 4}, 50257, 6),
     }
+    # (dtype, compile, allocator): "plain" is glibc's default, which device.keep_freed_memory leaves alone when
+    # MALLOC_MMAP_MAX_ is set (65536 is glibc's own default); "kept" is what train.py does on CPU
+    modes = ((False, "plain"), (False, "kept"), (True, "kept"))
+    variants = [(dtype, compile, freed) for dtype in ("float32", "bfloat16") for compile, freed in modes]
     best = {torch.float32: 0.0, torch.bfloat16: 0.0}
     for _ in range(4):  # alternating, so that other work on the machine slows both alike
         for dtype in best:
@@ -93,9 +98,10 @@ def bench_train(warmup: int = 2) -> None:
     print(f"bfloat16 {bf16 / 1e12:.2f} TFLOP/s ({bf16 / fp32:.2f}x): the most bfloat16 can speed up a step's matmuls")
     counts = ", ".join(f"{steps} for the {name}" for name, (_, _, steps) in shapes.items())
     print(f"train.py: median of the steps timed ({counts}) after {warmup} warmup, random tokens; MFU as train.py")
-    print("logs it; 'first' is the first step, which includes compiling from an empty cache")
-    header = ["shape", "dtype", "compile", "ms/step", "best", "tok/s", "mfu", "vs fp32 eager", "first"]
-    print("{:<11} {:<9} {:<8} {:>8} {:>8} {:>7} {:>6} {:>14} {:>7}".format(*header))
+    print("logs it; 'first' is the first step, which includes compiling from an empty cache; 'memory' is peak RSS;")
+    print("'freed': plain is glibc's default, which returns freed memory to the OS; kept is device.keep_freed_memory")
+    header = ["shape", "dtype", "compile", "freed", "ms/step", "best", "tok/s", "mfu", "vs plain", "first", "memory"]
+    print("{:<11} {:<9} {:<8} {:<6} {:>8} {:>8} {:>7} {:>6} {:>9} {:>6} {:>7}".format(*header))
     for name, (keys, vocab, steps) in shapes.items():
         with tempfile.TemporaryDirectory() as tmp:
             data = Path(tmp) / "data"
@@ -106,25 +112,36 @@ def bench_train(warmup: int = 2) -> None:
             tokenizer = "gpt2" if vocab > 256 else "char"
             (data / "meta.json").write_text(json.dumps({"tokenizer": tokenizer, "vocab_size": vocab, "eot_id": 0}))
             base = None
-            for dtype in ("float32", "bfloat16"):
-                for compile in (False, True):
-                    out = Path(tmp) / f"{dtype}-{compile}"
-                    args = {**keys, "dataset": data, "out_dir": out, "dtype": dtype, "compile": compile,
-                            "max_iters": warmup + steps, "eval_interval": 10**9, "eval_iters": 1, "log_interval": 1,
-                            "gradient_accumulation_steps": 1, "warmup_iters": 0}  # fmt: skip
-                    cmd = [sys.executable, str(REPO / "train.py"), *(f"--{k}={v}" for k, v in args.items())]
-                    env = os.environ | {"TORCHINDUCTOR_CACHE_DIR": str(out / "inductor")}  # a cold compile
-                    subprocess.run(cmd, env=env, capture_output=True, check=True)
-                    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-                    logged = [r for r in records if "time_ms" in r]
-                    ms = statistics.median(r["time_ms"] for r in logged[warmup:])
-                    fastest = min(r["time_ms"] for r in logged[warmup:])
-                    mfu = statistics.median(r["mfu"] for r in logged[warmup:])
-                    base = base or ms
-                    tok_s = keys["batch_size"] * keys["block_size"] / ms * 1000
-                    first = logged[0]["time_ms"] / 1000
-                    row = f"{name:<11} {dtype:<9} {compile!s:<8} {ms:8.1f} {fastest:8.1f} {tok_s:7,.0f} {mfu:6.1%}"
-                    print(f"{row} {base / ms:13.2f}x {first:6.1f}s", flush=True)
+            for dtype, compile, freed in variants:
+                out = Path(tmp) / f"{dtype}-{compile}-{freed}"
+                args = {**keys, "dataset": data, "out_dir": out, "dtype": dtype, "compile": compile,
+                        "max_iters": warmup + steps, "eval_interval": 10**9, "eval_iters": 1, "log_interval": 1,
+                        "gradient_accumulation_steps": 1, "warmup_iters": 0}  # fmt: skip
+                cmd = [sys.executable, str(REPO / "train.py"), *(f"--{k}={v}" for k, v in args.items())]
+                env = os.environ | {"TORCHINDUCTOR_CACHE_DIR": str(out / "inductor")}  # a cold compile
+                env |= {"MALLOC_MMAP_MAX_": "65536"} if freed == "plain" else {}
+                memory = run_peak_mb(cmd, env)
+                records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+                logged = [r for r in records if "time_ms" in r]
+                ms = statistics.median(r["time_ms"] for r in logged[warmup:])
+                fastest = min(r["time_ms"] for r in logged[warmup:])
+                mfu = statistics.median(r["mfu"] for r in logged[warmup:])
+                base = base or ms
+                tok_s = keys["batch_size"] * keys["block_size"] / ms * 1000
+                first = logged[0]["time_ms"] / 1000
+                row = f"{name:<11} {dtype:<9} {compile!s:<8} {freed:<6} {ms:8.1f} {fastest:8.1f} {tok_s:7,.0f}"
+                print(f"{row} {mfu:6.1%} {base / ms:8.2f}x {first:5.1f}s {memory:5,.0f}MB", flush=True)
+
+
+def run_peak_mb(cmd: list[str], env: dict) -> float:
+    """Run cmd, raising if it fails; its peak resident memory in MB (Linux: ru_maxrss is in KB)."""
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    stderr = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode:
+        raise subprocess.CalledProcessError(proc.returncode, cmd, stderr=stderr)
+    return usage.ru_maxrss / 1024
 
 
 # The start of both scripts below, each run in a fresh process: the repository on sys.path, and a stand-in for GPT-2's

@@ -37,7 +37,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 import checkpoint
 import configurator
-from device import compile_problem, default_compile, default_dtype, peak_flops, resolve_device
+from device import compile_problem, default_compile, default_dtype, keep_freed_memory, peak_flops, resolve_device
 from model import GPT, GPTConfig
 
 REPO_ROOT = Path(__file__).resolve().parent
@@ -368,6 +368,8 @@ def micro_steps(gradient_accumulation_steps: int, world_size: int) -> int:
 def setup(config: dict) -> Run:
     ranks, device = setup_ddp(config["backend"], config["device"])
     config["device"] = str(device)
+    if device.type == "cpu":
+        keep_freed_memory()
     config["dtype"] = config["dtype"] or default_dtype(device)
     if config["dtype"] not in ("float32", "bfloat16", "float16"):
         raise ValueError(f"dtype={config['dtype']!r}: expected float32, bfloat16 or float16")

@@ -30,3 +30,14 @@ def test_sample_script_runs_with_the_stand_in_encoding(tmp_path):
     cmd = [sys.executable, "-c", bench._SAMPLE_RUN, str(REPO), json.dumps(configs)]
     result = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=tmp_path).stdout)
     assert len(result["seconds"]) == 2 and len(result["chars"]) == 2  # two runs; the last one's two samples
+
+
+def test_run_peak_mb_reports_the_child_peak_and_raises_on_failure():
+    grow = "import numpy as np; np.ones(200 * 2**20, dtype=np.uint8); import sys; sys.exit(int(sys.argv[1]))"
+    assert bench.run_peak_mb([sys.executable, "-c", grow, "0"], {}) > 200
+    try:
+        bench.run_peak_mb([sys.executable, "-c", grow, "3"], {})
+    except subprocess.CalledProcessError as err:
+        assert err.returncode == 3
+    else:
+        raise AssertionError("a failing command must raise")

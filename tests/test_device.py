@@ -1,3 +1,8 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -34,3 +39,37 @@ def test_cpu_peak_is_measured_once_without_touching_the_random_streams():
     assert torch.equal(torch.rand(3), expected)
     assert 1e9 < peak < 1e15  # a real matmul rate: more than a GFLOP/s, less than a PFLOP/s
     assert peak_flops(torch.device("cpu")) == peak  # cached: every MFU in a run shares one denominator
+
+
+# In a fresh process, as the allocator setting lasts for the process: the page faults of three training steps of a
+# one-layer GPT whose logits (64 MB) are over glibc's mmap threshold, after five steps to settle.
+_FAULTS = """
+import resource, sys, torch
+sys.path.insert(0, {repo!r})
+from device import keep_freed_memory
+from model import GPT, GPTConfig
+
+kept = keep_freed_memory()
+model = GPT(GPTConfig(n_layer=1, n_head=2, n_embd=64, block_size=256, vocab_size=8192))
+optimizer = model.configure_optimizers(0.1, 1e-3, (0.9, 0.95), "cpu")
+x = torch.randint(0, 8192, (8, 256), generator=torch.Generator().manual_seed(0))
+for step in range(8):
+    if step == 5:
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    model(x, x)[1].backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+print(kept, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "confstr") or sys.platform != "linux", reason="glibc's allocator only")
+def test_keep_freed_memory_ends_the_page_faults_of_each_step():
+    script = _FAULTS.format(repo=str(Path(__file__).parent.parent))
+    faults = {}
+    for name, env in {"kept": {}, "default": {"MALLOC_MMAP_MAX_": "65536"}}.items():  # glibc's default; yours win
+        out = subprocess.run([sys.executable, "-c", script], env=os.environ | env, capture_output=True, text=True)
+        kept, faults[name] = out.stdout.split()
+        assert kept == str(name == "kept"), out.stderr
+    assert int(faults["default"]) > 3 * 16_384  # the logits alone are 16,384 pages of 4 KB, faulted in every step
+    assert int(faults["kept"]) < int(faults["default"]) / 10
