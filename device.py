@@ -122,10 +122,10 @@ def keep_freed_memory() -> bool:
     when MALLOC_MMAP_MAX_ or MALLOC_TRIM_THRESHOLD_ is set in the environment (yours win).
     """
     try:
-        os.confstr("CS_GNU_LIBC_VERSION")  # raises off glibc
-    except (AttributeError, ValueError, OSError):
-        return False
-    if "MALLOC_MMAP_MAX_" in os.environ or "MALLOC_TRIM_THRESHOLD_" in os.environ:
+        glibc = bool(os.confstr("CS_GNU_LIBC_VERSION"))  # e.g. "glibc 2.36"
+    except (AttributeError, ValueError, OSError):  # no confstr (Windows), or no such name (macOS, musl)
+        glibc = False
+    if not glibc or "MALLOC_MMAP_MAX_" in os.environ or "MALLOC_TRIM_THRESHOLD_" in os.environ:
         return False
     libc = ctypes.CDLL(None)  # the C library this process runs on
     M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # glibc's malloc.h
