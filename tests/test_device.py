@@ -41,10 +41,11 @@ def test_cpu_peak_is_measured_once_without_touching_the_random_streams():
     assert peak_flops(torch.device("cpu")) == peak  # cached: every MFU in a run shares one denominator
 
 
-# In a fresh process, as the allocator setting lasts for the process: the page faults of three training steps of a
-# one-layer GPT whose logits (64 MB) are over glibc's mmap threshold, after five steps to settle.
+# In a fresh process, as the allocator setting lasts for the process: the median page faults of a training step of a
+# one-layer GPT whose logits (64 MB) are over glibc's mmap threshold, over eight steps after four to settle. (Kept
+# memory still grows by a block now and then, as a freed block is split for smaller ones: hence the median.)
 _FAULTS = """
-import resource, sys, torch
+import resource, statistics, sys, torch
 sys.path.insert(0, {repo!r})
 from device import keep_freed_memory
 from model import GPT, GPTConfig
@@ -53,13 +54,14 @@ kept = keep_freed_memory()
 model = GPT(GPTConfig(n_layer=1, n_head=2, n_embd=64, block_size=256, vocab_size=8192))
 optimizer = model.configure_optimizers(0.1, 1e-3, (0.9, 0.95), "cpu")
 x = torch.randint(0, 8192, (8, 256), generator=torch.Generator().manual_seed(0))
-for step in range(8):
-    if step == 5:
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+faults = []
+for step in range(12):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     model(x, x)[1].backward()
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-print(kept, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(kept, statistics.median(faults[4:]))
 """
 
 
@@ -69,7 +71,8 @@ def test_keep_freed_memory_ends_the_page_faults_of_each_step():
     faults = {}
     for name, env in {"kept": {}, "default": {"MALLOC_MMAP_MAX_": "65536"}}.items():  # glibc's default; yours win
         out = subprocess.run([sys.executable, "-c", script], env=os.environ | env, capture_output=True, text=True)
-        kept, faults[name] = out.stdout.split()
+        kept, median = out.stdout.split()
         assert kept == str(name == "kept"), out.stderr
-    assert int(faults["default"]) > 3 * 16_384  # the logits alone are 16,384 pages of 4 KB, faulted in every step
-    assert int(faults["kept"]) < int(faults["default"]) / 10
+        faults[name] = float(median)
+    assert faults["default"] > 16_384  # the logits alone are 16,384 pages of 4 KB, faulted in every step
+    assert faults["kept"] < 1_000
