@@ -1,10 +1,15 @@
 """
 The repository's speed figures, each measured side by side in one run and reported as ratios.
 
-    python bench.py                 # everything
-    python bench.py generate        # one part: generate, train, prepare, sample
+    python bench.py                         # every part, on the default device (cuda if there is one)
+    python bench.py generate train          # some parts: generate, train, finetune, prepare, sample
+    python bench.py train --device=cuda     # a device: cpu, cuda, cuda:1
 
-This machine may be shared and noisy, so compare figures from the same run, not absolute times across runs.
+On a CPU, generate compares GPT-2 124M (float32) with transformers at batch 1 and 8, train compares float32 and
+bfloat16, eager and compiled, with nanoGPT's plain loop. On CUDA, train is GPT-2 124M at block 1024 in bfloat16,
+compiled, with fused AdamW and flash attention, its MFU against the GPU's peak; finetune is config/finetune_haiku.py's
+shape (GPT-2 medium, block 128); generate is batch 1 and 16, eager and compiled. This machine may be shared and noisy,
+so compare figures from the same run, not absolute times across runs.
 """
 
 import json
@@ -14,15 +19,18 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from checkpoint import build_checkpoint, save_checkpoint
+from device import matmul_flops, peak_flops, resolve_device
 from model import GPT, GPTConfig
 
 REPO = Path(__file__).resolve().parent
+GPT2_124M = {"n_layer": 12, "n_head": 12, "n_embd": 768}
+GPT2_MEDIUM = {"n_layer": 24, "n_head": 16, "n_embd": 1024}
 
 
 def timed(fn, repeat: int = 1) -> tuple[float, object]:
@@ -31,106 +39,180 @@ def timed(fn, repeat: int = 1) -> tuple[float, object]:
     for _ in range(repeat):
         t0 = time.perf_counter()
         out = fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
         best = min(best, time.perf_counter() - t0)
     return best, out
 
 
-def bench_generate(prompt_len: int = 16, new_tokens: int = 256) -> None:
-    """Generation with a random 124M GPT-2 in float32: KV cache vs recomputing the context vs transformers, and the
-    KV cache with compiled blocks."""
+def memory_bandwidth(device: torch.device, gb: float = 1.0) -> float:
+    """Bytes per second read by a sum over a tensor of gb gigabytes: the best of several, as for matmul_flops."""
+    x = torch.ones(int(gb * 2**30) // 4, device=device)
+    x.sum().item()
+    seconds, _ = timed(lambda: x.sum().item(), repeat=5)
+    return x.numel() * 4 / seconds
+
+
+def bench_generate(device: torch.device, prompt_len: int = 16, new_tokens: int = 128) -> None:
+    """Cached generation with a random GPT-2 124M: on a CPU in float32 against transformers' generate (the same
+    weights and greedy tokens) at batch 1 and 8, and against the rate at which the weights can be read; on CUDA in
+    bfloat16 at batch 1 and 16, eager and with compiled blocks."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    print(f"== generate: GPT-2 124M (random weights), float32, {prompt_len}-token prompt, {new_tokens} new tokens")
     torch.manual_seed(0)
     hf = GPT2LMHeadModel(GPT2Config()).eval()
     with tempfile.TemporaryDirectory() as tmp:  # the same weights through the real loader
         hf.save_pretrained(tmp)
         model = GPT.from_pretrained(tmp).eval()
-    prompt = torch.randint(0, 50257, (1, prompt_len), generator=torch.Generator().manual_seed(0))
     greedy = dict(max_new_tokens=new_tokens, temperature=0)
-    model.generate(prompt, 8, temperature=0)  # warm up
-    t_cache, ours = timed(lambda: model.generate(prompt, **greedy), repeat=2)
-    mask = torch.ones_like(prompt)
-    hf_kw = dict(max_new_tokens=new_tokens, do_sample=False, pad_token_id=50256, attention_mask=mask)
-    hf.generate(prompt, **{**hf_kw, "max_new_tokens": 8})
-    with torch.no_grad():
-        t_hf, theirs = timed(lambda: hf.generate(prompt, **hf_kw), repeat=2)
+    if device.type == "cuda":
+        return bench_generate_cuda(model.to(device), device, prompt_len, new_tokens)
+    weights = sum(p.numel() for p in model.parameters()) * 4 - model.transformer.wpe.weight.numel() * 4
+    limit = memory_bandwidth(device) / weights
+    print(f"== generate: GPT-2 124M (random weights), float32, {device}, {prompt_len}-token prompt, {new_tokens} new"
+          f" tokens, greedy; weights read per step {weights / 1e6:.0f} MB: at most {limit:.1f} steps/s")  # fmt: skip
+    print(f"{'batch':>5} {'ours tok/s':>11} {'transformers':>13} {'ratio':>6} {'% of limit':>11} {'same tokens':>12}")
+    for batch in (1, 8):
+        prompt = torch.randint(0, 50257, (batch, prompt_len), generator=torch.Generator().manual_seed(batch))
+        model.generate(prompt, 4, temperature=0)  # warm up
+        hf_kw = dict(max_new_tokens=new_tokens, do_sample=False, pad_token_id=50256,
+                     attention_mask=torch.ones_like(prompt))  # fmt: skip
+        with torch.no_grad():
+            hf.generate(prompt, **{**hf_kw, "max_new_tokens": 4})
+            t_ours, t_hf = float("inf"), float("inf")
+            for _ in range(3):  # alternating, so that other work on the machine slows both alike
+                t, ours = timed(lambda: model.generate(prompt, **greedy))  # noqa: B023
+                t_ours = min(t_ours, t)
+                t, theirs = timed(lambda: hf.generate(prompt, **hf_kw))  # noqa: B023
+                t_hf = min(t_hf, t)
+        rate = batch * new_tokens / t_ours
+        print(f"{batch:>5} {rate:11.1f} {batch * new_tokens / t_hf:13.1f} {t_hf / t_ours:5.2f}x"
+              f" {new_tokens / t_ours / limit:10.0%} {torch.equal(ours, theirs)!s:>12}", flush=True)  # fmt: skip
+    prompt = prompt[:1]
+    t_cache, ours = timed(lambda: model.generate(prompt, **greedy))
     t_nocache, recomputed = timed(lambda: model.generate(prompt, **greedy, use_cache=False))
-    same = torch.equal(ours, recomputed) and torch.equal(ours, theirs)
-    print(f"KV cache            {new_tokens / t_cache:8.1f} tok/s")
-    print(f"recomputed context  {new_tokens / t_nocache:8.1f} tok/s   cache is {t_nocache / t_cache:.1f}x faster")
-    print(f"transformers        {new_tokens / t_hf:8.1f} tok/s   cache is {t_hf / t_cache:.2f}x as fast")
-    print(f"identical greedy tokens from all three: {same}")
-    for block in model.transformer.h:  # as sample.py --compile=True does
+    print(f"batch 1 recomputing the context: {new_tokens / t_nocache:.1f} tok/s, the KV cache is "
+          f"{t_nocache / t_cache:.1f}x faster; same tokens: {torch.equal(ours, recomputed)}")  # fmt: skip
+    t_first, t_compiled, compiled = compile_and_time(model, prompt, greedy)
+    print(f"batch 1 compiled blocks: {t_cache / t_compiled:.2f}x the eager cache after {t_first:.0f} s of compiling; "
+          f"same tokens: {torch.equal(compiled, ours)}")  # fmt: skip
+
+
+def compile_and_time(model: GPT, prompt: torch.Tensor, greedy: dict) -> tuple[float, float, torch.Tensor]:
+    """Compile the blocks as sample.py --compile=True does; the first run's time, then the best of two."""
+    for block in model.transformer.h:
         block.compile(dynamic=True)
     t_first, _ = timed(lambda: model.generate(prompt, **greedy))
-    t_compiled, compiled = timed(lambda: model.generate(prompt, **greedy), repeat=2)
-    print(
-        f"compiled blocks     {new_tokens / t_compiled:8.1f} tok/s   {t_cache / t_compiled:.2f}x the eager cache; "
-        f"first run {t_first:.0f} s with compiling; same tokens: {torch.equal(compiled, ours)}"
-    )
+    t, out = timed(lambda: model.generate(prompt, **greedy), repeat=2)
+    return t_first, t, out
 
 
-def bench_train(warmup: int = 2) -> None:
-    """train.py on this machine, each variant a fresh `python train.py` as a user runs it: the char demo and a GPT-2
-    124M shape, float32/bfloat16, eager/compiled, compared with the plain float32 eager loop (as nanoGPT runs it, with
-    glibc's default allocator)."""
-    import configurator
-    import train
-    from device import matmul_flops, resolve_device
+def bench_generate_cuda(model: GPT, device: torch.device, prompt_len: int, new_tokens: int) -> None:
+    print(f"== generate: GPT-2 124M (random weights), bfloat16 autocast on {device}, {new_tokens} new tokens, greedy")
+    greedy = dict(max_new_tokens=new_tokens, temperature=0)
+    rows = {}
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        for batch in (1, 16):
+            prompt = torch.randint(0, 50257, (batch, prompt_len), device=device)
+            model.generate(prompt, 4, temperature=0)
+            rows[batch] = (prompt, *timed(lambda: model.generate(prompt, **greedy), repeat=3))  # noqa: B023
+        for batch, (prompt, t, eager) in rows.items():
+            t_first, t_compiled, compiled = compile_and_time(model, prompt, greedy)
+            print(f"batch {batch:>2}: eager {batch * new_tokens / t:9,.0f} tok/s; compiled blocks "
+                  f"{batch * new_tokens / t_compiled:9,.0f} tok/s ({t / t_compiled:.2f}x, {t_first:.0f} s first run); "
+                  f"same tokens: {torch.equal(eager, compiled)}", flush=True)  # fmt: skip
 
-    device = resolve_device(None, 0)
-    demo = configurator.configure(train.DEFAULTS, ["config/train_haiku_char.py"])
-    shapes = {  # name: (model and batch keys, vocab of the random bins, steps timed: more where they are cheap)
-        "char demo": ({k: demo[k] for k in ("n_layer", "n_head", "n_embd", "block_size", "batch_size")}, 61, 20),
-        "GPT-2 124M": ({"n_layer": 12, "n_head": 12, "n_embd": 768, "block_size": 256, "batch_size": 4}, 50257, 6),
+
+def write_random_bins(folder: Path, vocab: int, tokens: int = 400_000) -> Path:
+    """Random token bins and a meta.json: a dataset of the right vocabulary for timing."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ids = np.random.default_rng(0).integers(1, vocab, tokens, dtype=np.uint16)
+    ids.tofile(folder / "train.bin")
+    ids[: tokens // 10].tofile(folder / "val.bin")
+    tokenizer = "gpt2" if vocab > 256 else "char"
+    (folder / "meta.json").write_text(json.dumps({"tokenizer": tokenizer, "vocab_size": vocab, "eot_id": 0}))
+    return folder
+
+
+def time_train(args: dict, env: dict, warmup: int, config_file: str | None = None) -> dict:
+    """A fresh `python train.py` with args, as a user runs it: median step time, MFU, tokens/s and peak memory."""
+    out = Path(args["out_dir"])
+    cmd = [sys.executable, str(REPO / "train.py"), *([config_file] if config_file else [])]
+    cmd += [f"--{k}={v}" for k, v in args.items()]
+    env = os.environ | {"TORCHINDUCTOR_CACHE_DIR": str(out / "inductor")} | env  # a cold compile
+    memory = run_peak_mb(cmd, env)
+    logged = [r for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if "time_ms" in r]
+    timed_steps = logged[warmup:]
+    return {
+        "ms": statistics.median(r["time_ms"] for r in timed_steps),
+        "best": min(r["time_ms"] for r in timed_steps),
+        "mfu": statistics.median(r["mfu"] for r in timed_steps),
+        "tok_s": statistics.median(r["tok_per_s"] for r in timed_steps),
+        "first": logged[0]["time_ms"] / 1000,
+        "memory": max((r.get("gpu_memory_mb", 0) for r in logged), default=0) or memory,
     }
-    # (dtype, compile, allocator): "plain" is glibc's default, which device.keep_freed_memory leaves alone when
-    # MALLOC_MMAP_MAX_ is set (65536 is glibc's own default); "kept" is what train.py does on CPU
-    modes = ((False, "plain"), (False, "kept"), (True, "kept"))
-    variants = [(dtype, compile, freed) for dtype in ("float32", "bfloat16") for compile, freed in modes]
-    best = {torch.float32: 0.0, torch.bfloat16: 0.0}
-    for _ in range(4):  # alternating, so that other work on the machine slows both alike
-        for dtype in best:
-            best[dtype] = max(best[dtype], matmul_flops(device, dtype))
-    fp32, bf16 = best.values()
-    print(f"== train: matmul peak on {device} (2048x2048, best of alternating runs): float32 {fp32 / 1e12:.2f},")
-    print(f"bfloat16 {bf16 / 1e12:.2f} TFLOP/s ({bf16 / fp32:.2f}x): the most bfloat16 can speed up a step's matmuls")
-    counts = ", ".join(f"{steps} for the {name}" for name, (_, _, steps) in shapes.items())
-    print(f"train.py: median of the steps timed ({counts}) after {warmup} warmup, random tokens; MFU as train.py")
-    print("logs it; 'first' is the first step, which includes compiling from an empty cache; 'memory' is peak RSS;")
-    print("'freed': plain is glibc's default, which returns freed memory to the OS; kept is device.keep_freed_memory")
-    header = ["shape", "dtype", "compile", "freed", "ms/step", "best", "tok/s", "mfu", "vs plain", "first", "memory"]
-    print("{:<11} {:<9} {:<8} {:<6} {:>8} {:>8} {:>7} {:>6} {:>9} {:>6} {:>7}".format(*header))
+
+
+def bench_train(device: torch.device, warmup: int = 2) -> None:
+    """train.py, each variant a fresh process: on a CPU the char demo and a GPT-2 124M shape in float32 and bfloat16,
+    eager and compiled, against the plain float32 eager loop (nanoGPT's, with glibc's default allocator); on CUDA
+    GPT-2 124M at block 1024, bfloat16, compiled and eager."""
+    import configurator
+    import trainer
+
+    if device.type == "cuda":
+        shapes = {"GPT-2 124M": ({**GPT2_124M, "block_size": 1024, "batch_size": 16}, 50257, 20)}
+        variants = [("bfloat16", True, "kept"), ("bfloat16", False, "kept")]
+    else:
+        demo = configurator.configure(trainer.DEFAULTS, ["config/train_haiku_char.py"])
+        keys = ("n_layer", "n_head", "n_embd", "block_size", "batch_size")
+        shapes = {  # name: (model and batch keys, vocab of the random bins, steps timed: more where they are cheap)
+            "char demo": ({k: demo[k] for k in keys}, 61, 20),
+            "GPT-2 124M": ({**GPT2_124M, "block_size": 256, "batch_size": 4}, 50257, 6),
+        }
+        # "plain" is glibc's default allocator (device.keep_freed_memory leaves it alone when MALLOC_MMAP_MAX_ is set,
+        # 65536 being glibc's own default); "kept" is what train.py does on CPU
+        modes = ((False, "plain"), (False, "kept"), (True, "kept"))
+        variants = [(dtype, compile, freed) for dtype in ("float32", "bfloat16") for compile, freed in modes]
+        best = {torch.float32: 0.0, torch.bfloat16: 0.0}
+        for _ in range(4):  # alternating, so that other work on the machine slows both alike
+            for dtype in best:
+                best[dtype] = max(best[dtype], matmul_flops(device, dtype))
+        fp32, bf16 = (f / 1e12 for f in best.values())
+        print(f"== train: matmul peak on {device} (2048x2048, best of alternating runs): float32 {fp32:.2f}, bfloat16")
+        print(f"{bf16:.2f} TFLOP/s ({bf16 / fp32:.2f}x): the most bfloat16 can speed up a step's matmuls")
+    print(
+        f"== train on {device}: median step after {warmup} warmup, random tokens; MFU as train.py logs it against "
+        f"{peak_flops(device) / 1e12:.0f} TFLOP/s; 'first' includes compiling; 'memory': peak (GPU, or process RSS)"
+    )
+    header = ["shape", "dtype", "compile", "freed", "ms/step", "best", "tok/s", "mfu", "vs first", "first", "memory"]
+    print("{:<11} {:<9} {:<8} {:<6} {:>8} {:>8} {:>8} {:>6} {:>9} {:>6} {:>8}".format(*header))
     for name, (keys, vocab, steps) in shapes.items():
         with tempfile.TemporaryDirectory() as tmp:
-            data = Path(tmp) / "data"
-            data.mkdir()
-            ids = np.random.default_rng(0).integers(1, vocab, 200_000, dtype=np.uint16)
-            ids.tofile(data / "train.bin")
-            ids[:20_000].tofile(data / "val.bin")
-            tokenizer = "gpt2" if vocab > 256 else "char"
-            (data / "meta.json").write_text(json.dumps({"tokenizer": tokenizer, "vocab_size": vocab, "eot_id": 0}))
+            data = write_random_bins(Path(tmp) / "data", vocab)
             base = None
             for dtype, compile, freed in variants:
-                out = Path(tmp) / f"{dtype}-{compile}-{freed}"
-                args = {**keys, "dataset": data, "out_dir": out, "dtype": dtype, "compile": compile,
-                        "max_iters": warmup + steps, "eval_interval": 10**9, "eval_iters": 1, "log_interval": 1,
-                        "gradient_accumulation_steps": 1, "warmup_iters": 0}  # fmt: skip
-                cmd = [sys.executable, str(REPO / "train.py"), *(f"--{k}={v}" for k, v in args.items())]
-                env = os.environ | {"TORCHINDUCTOR_CACHE_DIR": str(out / "inductor")}  # a cold compile
-                env |= {"MALLOC_MMAP_MAX_": "65536"} if freed == "plain" else {}
-                memory = run_peak_mb(cmd, env)
-                records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-                logged = [r for r in records if "time_ms" in r]
-                ms = statistics.median(r["time_ms"] for r in logged[warmup:])
-                fastest = min(r["time_ms"] for r in logged[warmup:])
-                mfu = statistics.median(r["mfu"] for r in logged[warmup:])
-                base = base or ms
-                tok_s = keys["batch_size"] * keys["block_size"] / ms * 1000
-                first = logged[0]["time_ms"] / 1000
-                row = f"{name:<11} {dtype:<9} {compile!s:<8} {freed:<6} {ms:8.1f} {fastest:8.1f} {tok_s:7,.0f}"
-                print(f"{row} {mfu:6.1%} {base / ms:8.2f}x {first:5.1f}s {memory:5,.0f}MB", flush=True)
+                run = {"dtype": dtype, "compile": compile, "out_dir": Path(tmp) / f"{dtype}-{compile}-{freed}"}
+                fixed = {"eval_interval": 10**9, "eval_iters": 1, "gradient_accumulation_steps": 1, "warmup_iters": 0}
+                args = {**keys, **run, **fixed, "dataset": data, "device": device, "max_iters": warmup + steps}
+                r = time_train(args, {"MALLOC_MMAP_MAX_": "65536"} if freed == "plain" else {}, warmup)
+                base = base or r["ms"]
+                row = f"{name:<11} {dtype:<9} {compile!s:<8} {freed:<6} {r['ms']:8.1f} {r['best']:8.1f}"
+                print(f"{row} {r['tok_s']:8,.0f} {r['mfu']:6.1%} {base / r['ms']:8.2f}x {r['first']:5.1f}s "
+                      f"{r['memory']:6,.0f}MB", flush=True)  # fmt: skip
+
+
+def bench_finetune(device: torch.device, warmup: int = 2, steps: int = 5) -> None:
+    """config/finetune_haiku.py's shape (GPT-2 medium, block 128, batch 16, 2 micro-steps) with random weights, as
+    train.py runs it on this device by default (bfloat16 where it is native; compiled on CUDA)."""
+    print(f"== finetune: config/finetune_haiku.py's shape on {device}, GPT-2 medium with random weights (no download)")
+    with tempfile.TemporaryDirectory() as tmp:
+        data = write_random_bins(Path(tmp) / "data", 50257)
+        args = {"init_from": "scratch", **GPT2_MEDIUM, "dataset": data, "out_dir": Path(tmp) / "out", "device": device,
+                "max_iters": warmup + steps, "eval_interval": 10**9, "eval_iters": 1, "warmup_iters": 0}  # fmt: skip
+        r = time_train(args, {}, warmup, config_file="config/finetune_haiku.py")
+        print(f"{r['ms']:,.0f} ms/step (best {r['best']:,.0f}), {r['tok_s']:,.0f} tok/s, MFU {r['mfu']:.1%}, "
+              f"first step {r['first']:.1f} s, peak memory {r['memory']:,.0f} MB")  # fmt: skip
 
 
 def run_peak_mb(cmd: list[str], env: dict) -> float:
@@ -198,7 +280,7 @@ print(json.dumps({"seconds": seconds, "tokens": tokens, "before_kb": before, "se
 )
 
 
-def bench_prepare(repo: Path = REPO, sizes_mb: tuple[int, ...] = (25, 100)) -> None:
+def bench_prepare(device: torch.device | None = None, repo: Path = REPO, sizes_mb: tuple[int, ...] = (25, 100)) -> None:
     """prepare/text.py's throughput (MB of text per second, every core) for the char and BPE tokenizers, and its peak
     memory at two input sizes: the embedded haiku corpus repeated to each size (repo: this file's folder)."""
     corpus_path = repo / "prepare" / "haiku_corpus.txt"
@@ -248,17 +330,21 @@ print(json.dumps({"seconds": times, "chars": [len(s) for s in samples]}))
 )
 
 
-def bench_sample(demo: Path = REPO / "out-haiku-char") -> None:
-    """sample.py's speed: 10 haiku from the char demo, 256 tokens from a 124M-shaped model, command to first haiku."""
-    from checkpoint import save_checkpoint
+def bench_sample(device: torch.device, demo: Path = REPO / "out-haiku-char") -> None:
+    """sample.py's speed: 10 haiku from the char demo, command to first haiku, and 256 tokens from a 124M shape."""
     from configurator import read_config_file
+    from data import read_meta
 
-    def measure(threads: str, *configs: dict) -> dict:
-        env = os.environ | {"OMP_NUM_THREADS": threads}
-        cmd = [sys.executable, "-c", _SAMPLE_RUN, str(REPO), json.dumps(configs)]
-        return json.loads(subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout)
+    def measure(*configs: dict) -> dict:
+        cmd = [
+            sys.executable,
+            "-c",
+            _SAMPLE_RUN,
+            str(REPO),
+            json.dumps([{"device": str(device), **c} for c in configs]),
+        ]
+        return json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
 
-    cores = str(os.cpu_count())
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         # The char demo: its trained checkpoint if `python train.py config/train_haiku_char.py` has run, else a model
@@ -267,58 +353,63 @@ def bench_sample(demo: Path = REPO / "out-haiku-char") -> None:
             what = f"trained checkpoint {demo}"
         else:
             shape = read_config_file(REPO / "config" / "train_haiku_char.py")
-            meta = json.loads((REPO / "data" / "haiku_char" / "meta.json").read_text())
+            meta = read_meta(REPO / "data" / "haiku_char")
             keys = ("n_layer", "n_head", "n_embd", "block_size")
             config = GPTConfig(vocab_size=-(-meta["vocab_size"] // 64) * 64, **{k: shape[k] for k in keys})
-            ckpt = {"model": GPT(config).state_dict(), "model_args": asdict(config), "config": {}, "meta": meta}
             demo = tmp / "demo"
-            save_checkpoint(ckpt, demo / "ckpt.pt")
+            save_checkpoint(build_checkpoint(GPT(config), {}, meta), demo / "ckpt.pt")
             what = "RANDOM weights in the demo's shape (no out-haiku-char checkpoint)"
-        print(f"== sample: char demo, {what}, 10 haiku, sample.py's default dtype")
-        for threads in sorted({"1", cores}):  # a model this small is fastest on one thread
-            result = measure(threads, {"out_dir": str(demo)})
-            tokens = sum(n + 1 for n in result["chars"])  # one id per character, plus each haiku's end-of-text
-            seconds = result["seconds"][0]
-            print(f"OMP_NUM_THREADS={threads}: {tokens} tokens in {seconds:.2f} s = {tokens / seconds:8.1f} tok/s")
+        result = measure({"out_dir": str(demo)})
+        tokens = sum(n + 1 for n in result["chars"])  # one id per character, plus each haiku's end-of-text
+        print(f"== sample: char demo, {what}, 10 haiku: {tokens / result['seconds'][0]:,.0f} tok/s")
+        t0 = time.perf_counter()
+        cmd = [sys.executable, str(REPO / "sample.py"), f"--out_dir={demo}", f"--device={device}"]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=tmp)
+        proc.stdout.readline()
+        first = time.perf_counter() - t0
+        proc.communicate()
+        print(f"`python sample.py --out_dir=...`: first haiku line after {first:.2f} s, all 10 after "
+              f"{time.perf_counter() - t0:.2f} s")  # fmt: skip
 
-        cmd = [sys.executable, str(REPO / "sample.py"), f"--out_dir={demo}"]
-        for threads in sorted({"1", cores}):
-            t0 = time.perf_counter()
-            env = os.environ | {"OMP_NUM_THREADS": threads}
-            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=tmp, env=env)
-            proc.stdout.readline()
-            first = time.perf_counter() - t0
-            proc.communicate()
-            total = time.perf_counter() - t0
-            launch = f"OMP_NUM_THREADS={threads} python sample.py --out_dir=..."
-            print(f"`{launch}`: first haiku line after {first:.2f} s, all 10 after {total:.2f} s")
-
-        config = GPTConfig()  # 124M, vocab 50304
-        ckpt = {
-            "model": GPT(config).state_dict(),
-            "model_args": asdict(config),
-            "config": {},
-            "meta": {"tokenizer": "gpt2", "vocab_size": 50257, "eot_id": 50256, "dataset": "openwebtext"},
-        }
-        save_checkpoint(ckpt, tmp / "124m" / "ckpt.pt")
+        meta = {"tokenizer": "gpt2", "vocab_size": 50257, "eot_id": 50256, "dataset": "openwebtext"}
+        save_checkpoint(build_checkpoint(GPT(GPTConfig()), {}, meta), tmp / "124m" / "ckpt.pt")  # 124M, vocab 50304
         for dtype in ("float32", "bfloat16"):
-            for threads in sorted({"1", cores}):
-                base = {"out_dir": str(tmp / "124m"), "num_samples": 1, "dtype": dtype}
-                # both runs load the model and take the prompt; the difference is 256 generated tokens
-                short, full = measure(threads, base | {"max_new_tokens": 1}, base | {"max_new_tokens": 257})["seconds"]
-                print(
-                    f"== sample: GPT-2 124M shape (random weights), 1 sample, {dtype}, OMP_NUM_THREADS={threads}: "
-                    f"{256 / (full - short):6.1f} tok/s over 256 tokens (+{short:.2f} s to load and take the first)"
-                )
+            base = {"out_dir": str(tmp / "124m"), "num_samples": 1, "dtype": dtype}
+            # both runs load the model and take the prompt; the difference is 256 generated tokens
+            short, full = measure(base | {"max_new_tokens": 1}, base | {"max_new_tokens": 257})["seconds"]
+            print(f"== sample: GPT-2 124M shape (random weights), 1 sample, {dtype}: {256 / (full - short):6.1f} "
+                  f"tok/s over 256 tokens (+{short:.2f} s to load and take the first)")  # fmt: skip
 
 
-BENCHES = {"generate": bench_generate, "train": bench_train, "prepare": bench_prepare, "sample": bench_sample}
+BENCHES = {
+    "generate": bench_generate,
+    "train": bench_train,
+    "finetune": bench_finetune,
+    "prepare": bench_prepare,
+    "sample": bench_sample,
+}
+
+
+def main(argv: list[str]) -> None:
+    names, device_name = [], None
+    for arg in argv:
+        if arg in ("-h", "--help"):
+            print(__doc__.strip())
+            return
+        if arg.startswith("--device="):
+            device_name = arg.partition("=")[2]
+        elif arg in BENCHES:
+            names.append(arg)
+        else:
+            sys.exit(f"error: unknown argument {arg!r}; parts are {', '.join(BENCHES)}, and --device=cpu|cuda|cuda:N")
+    try:
+        device = resolve_device(device_name)
+    except ValueError as e:
+        sys.exit(f"error: {e}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {device}, {Path.cwd()}")
+    for name in names or list(BENCHES):
+        BENCHES[name](device)
+
 
 if __name__ == "__main__":
-    names = sys.argv[1:] or list(BENCHES)
-    unknown = [n for n in names if n not in BENCHES]
-    if unknown:
-        sys.exit(f"error: unknown benchmark {unknown[0]!r}; choose from {', '.join(BENCHES)}")
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {Path.cwd()}")
-    for name in names:
-        BENCHES[name]()
+    main(sys.argv[1:])

@@ -1,56 +1,80 @@
-"""Save and load training checkpoints; the one copy of this code, shared by train.py, sample.py and export.py.
+"""Build, save and load training checkpoints; the one copy of this code, shared by train.py, classify.py, sample.py,
+export.py and bench.py.
 
 A checkpoint is a dict with nanoGPT's keys, so nanoGPT's own ckpt.pt files load here too:
     model       state_dict of the unwrapped, uncompiled model
-    optimizer   AdamW state_dict
+    optimizer   AdamW state_dict (None in a checkpoint made only to sample from)
     scaler      GradScaler state_dict (float16 training) or None
     model_args  the GPTConfig fields
-    config      the full resolved training config
+    config      the user's config: the config files and --key=value overrides over the script's DEFAULTS
+    resolved    what the run resolved from it: device, dtype, compile, ranks, parameters
     iter_num    the step the checkpoint was taken after
     best_val_loss
     rng         one dict per DDP rank: torch / cuda / python / numpy generator states
     sampler     one torch.Generator state per DDP rank: where the random training windows continue from
     meta        the dataset's meta.json, so sampling needs no data folder
-Only tensors and Python primitives go inside, so loading uses torch.load(weights_only=True).
+Only tensors and Python primitives go inside, so loading uses torch.load(weights_only=True): a file that holds
+anything else (a pickle that could run code) is refused.
 """
 
 import dataclasses
-import os
 import random
+import re
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from files import atomic_write
+
 CKPT_NAME = "ckpt.pt"  # the latest checkpoint; best.pt beside it holds the one with the best val loss
 
 
+def build_checkpoint(
+    model: torch.nn.Module,
+    config: dict,
+    meta: dict | None,
+    resolved: dict | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
+    scaler: torch.amp.GradScaler | None = None,
+    iter_num: int = 0,
+    best_val_loss: float = float("inf"),
+    rng: list | None = None,
+    sampler: list | None = None,
+) -> dict:
+    """The checkpoint dict of an unwrapped, uncompiled model and what a resumed run needs to continue exactly."""
+    return {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
+        "model_args": dataclasses.asdict(model.config),
+        "config": dict(config),
+        "resolved": dict(resolved or {}),
+        "iter_num": iter_num,
+        "best_val_loss": best_val_loss,
+        "rng": rng,
+        "sampler": sampler,
+        "meta": meta,
+    }
+
+
 def save_checkpoint(ckpt: dict, path: str | Path) -> None:
-    """Write ckpt to path atomically: a crash at any moment leaves either the old file or the new one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # same folder, so the rename is atomic
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(ckpt, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
+    """Write ckpt to path atomically: a crash, a kill or a full disk leaves either the old file or the new one."""
+    atomic_write(Path(path), lambda f: torch.save(ckpt, f), size=tensor_bytes(ckpt))
 
 
-def fsync_dir(folder: Path) -> None:
-    """Make a rename in folder durable (POSIX only; Windows cannot open a directory)."""
-    if os.name != "posix":
-        return
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def tensor_bytes(obj, seen: set | None = None) -> int:
+    """The bytes of the tensors in nested dicts and lists, each storage once: about a checkpoint's size on disk."""
+    seen = set() if seen is None else seen
+    if isinstance(obj, torch.Tensor):
+        storage = obj.untyped_storage()
+        if storage.data_ptr() in seen:
+            return 0
+        seen.add(storage.data_ptr())
+        return storage.nbytes()
+    if isinstance(obj, dict):
+        obj = list(obj.values())
+    return sum(tensor_bytes(item, seen) for item in obj) if isinstance(obj, (list, tuple)) else 0
 
 
 def checkpoint_path(path_or_out_dir: str | Path, best: bool = False) -> Path:
@@ -73,14 +97,23 @@ def load_checkpoint(path_or_out_dir: str | Path, map_location: str | torch.devic
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:
-        raise RuntimeError(f"cannot read checkpoint {path}: {type(e).__name__}: {e}") from e
+        unsafe = re.search(r"(?:GLOBAL|global) ([\w.]+)", str(e)) if "weights_only" in str(e) else None
+        if unsafe:
+            raise RuntimeError(
+                f"{path} holds objects other than weights ({unsafe.group(1)}) and was not loaded: unpickling it could "
+                "run code; use checkpoints from train.py, or ones you trust"
+            ) from None
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise RuntimeError(f"cannot read checkpoint {path}: {type(e).__name__}: {first_line}") from None
     if not isinstance(ckpt, dict) or "model" not in ckpt or "model_args" not in ckpt:
         raise RuntimeError(f"{path} is not a training checkpoint (no 'model' and 'model_args' entries)")
     ckpt["model"] = clean_state_dict(ckpt["model"])
     # nanoGPT stores best_val_loss as a tensor and has no meta; give every reader the same shape
     ckpt["best_val_loss"] = float(ckpt.get("best_val_loss", float("inf")))
-    ckpt.setdefault("meta", None)
-    ckpt.setdefault("scaler", None)
+    for key in ("meta", "scaler", "optimizer", "rng", "sampler"):
+        ckpt.setdefault(key, None)
+    ckpt.setdefault("config", {})
+    ckpt.setdefault("resolved", {})
     return ckpt
 
 
@@ -96,11 +129,13 @@ def clean_state_dict(state_dict: dict) -> dict:
 
 
 def model_from_checkpoint(ckpt: dict, device: str | torch.device = "cpu"):
-    """Build the GPT a checkpoint describes, load its weights and move it to device (in train mode)."""
+    """The GPT a checkpoint describes, built on the meta device (no throwaway random init), then given the
+    checkpoint's weights and moved to device (in train mode)."""
     from model import GPT, GPTConfig
 
     fields = {f.name for f in dataclasses.fields(GPTConfig)}
-    model = GPT(GPTConfig(**{k: v for k, v in ckpt["model_args"].items() if k in fields}))
+    with torch.device("meta"):
+        model = GPT(GPTConfig(**{k: v for k, v in ckpt["model_args"].items() if k in fields}))
     state_dict = dict(ckpt["model"])
     expected = model.state_dict()
     # older nanoGPT models registered the causal mask as a buffer named attn.bias; it is not a weight
@@ -115,7 +150,8 @@ def model_from_checkpoint(ckpt: dict, device: str | torch.device = "cpu"):
             else f"missing {missing[:3]}, unexpected {unexpected[:3]}"
         )
         raise RuntimeError(f"the checkpoint's weights do not fit its model_args ({detail})")
-    model.load_state_dict(state_dict)
+    model.load_state_dict(state_dict, assign=True)
+    model.tie_weights()  # assign=True gave wte and lm_head a parameter each: share one again
     return model.to(device)
 
 

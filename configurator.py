@@ -1,8 +1,9 @@
 """Config files and --key=value overrides, checked against a script's defaults.
 
-Used by train.py, sample.py and export.py, nanoGPT style:
+Used by train.py, classify.py, sample.py and export.py, nanoGPT style:
 
     python train.py config/train_haiku_char.py --batch_size=32 --compile=False
+    python train.py --help          # the script's docstring, then every key with its default and its comment
 
 Each argument is either a config file (plain Python assignments; the path is taken relative to the current directory,
 then to the repository root) or a --key=value override, applied in order, so later ones win. Unlike nanoGPT's
@@ -12,15 +13,31 @@ float is expected, a key whose default is None takes any literal, and values may
 
 import ast
 import difflib
+import os
+import re
+import sys
 import types
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent
 
 
-def configure(defaults: dict, argv: list[str]) -> dict:
+def configure(defaults: dict, argv: list[str], doc: str = "", sources: tuple = ()) -> dict:
     """Return a copy of defaults updated by the config files and --key=value overrides in argv."""
-    config = dict(defaults)
+    return {**defaults, **overrides(defaults, argv, doc, sources)}
+
+
+def overrides(defaults: dict, argv: list[str], doc: str = "", sources: tuple = ()) -> dict:
+    """The keys that the config files and --key=value overrides in argv set, checked against defaults; later
+    arguments win. --help (or -h) prints doc and every key with its default and the comment beside it in the source
+    files that define defaults, then exits."""
+    if "--help" in argv or "-h" in argv:
+        try:
+            print(help_text(defaults, doc, sources), flush=True)
+        except BrokenPipeError:  # `--help | head`: the reader has what it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise SystemExit(0)
+    config = {}
     for arg in argv:
         if arg.startswith("--"):
             key, sep, text = arg[2:].partition("=")
@@ -34,6 +51,30 @@ def configure(defaults: dict, argv: list[str]) -> dict:
                 check_key(key, defaults, where=f"in {arg}")
                 config[key] = check_value(key, value, defaults[key])
     return config
+
+
+def help_text(defaults: dict, doc: str, sources: tuple) -> str:
+    """doc, then one line per key: --key=default and the comment written beside it (under its section heading)."""
+    comments, headings = {}, {}
+    for source in sources:
+        heading = None
+        for line in Path(source).read_text().splitlines():
+            if m := re.fullmatch(r" {4}# (.+)", line):
+                heading = m.group(1)
+            elif m := re.fullmatch(r" {4}(\w+)=.*?(?:# (.*))?", line):
+                comments.setdefault(m.group(1), m.group(2) or "")
+                if heading:
+                    headings.setdefault(m.group(1), heading)
+                heading = None
+            else:
+                heading = None
+    lines = [doc.strip(), "", "Keys, set by config files (plain Python) or --key=value, later ones winning:"]
+    width = max(len(f"--{k}={v!r}") for k, v in defaults.items())
+    for key, value in defaults.items():
+        if key in headings:
+            lines.append(f"  # {headings[key]}")
+        lines.append(f"  {f'--{key}={value!r}':<{width}}  {comments.get(key, '')}".rstrip())
+    return "\n".join(lines)
 
 
 def find_config_file(name: str) -> Path:

@@ -1,16 +1,24 @@
 """Which device to run on, in which precision, whether torch.compile can run there, the device's peak FLOP/s, and
 how the C library should treat the memory a CPU training step frees.
 
-Shared by train.py, sample.py and bench.py, so that one name picks the same device everywhere.
+Shared by train.py, classify.py, sample.py, export.py and bench.py: one name picks the same device everywhere, and
+None means "the default for this device" for device, dtype and compile alike.
+
+    device = resolve_device(config["device"])            # None: cuda, else mps, else cpu
+    dtype = resolve_dtype(config["dtype"], device)       # None: bfloat16 where the hardware has it
+    with autocast(device, dtype): ...
 """
 
 import ctypes
 import os
 import shutil
 import time
+from contextlib import nullcontext
 from functools import cache
 
 import torch
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 # Dense bf16/fp16 tensor-core FLOP/s from NVIDIA's datasheets, matched against torch.cuda.get_device_name() in this
 # order (so "a100" is tried before "a10"). MFU is always against this 16-bit peak, whatever dtype the run uses.
@@ -35,7 +43,7 @@ GPU_PEAK_FLOPS = [
 ]
 
 
-def resolve_device(name: str | None, local_rank: int) -> torch.device:
+def resolve_device(name: str | None, local_rank: int = 0) -> torch.device:
     """The device called name (None: cuda, else mps, else cpu), checked to exist; under torchrun, cuda means the
     process's own GPU, cuda:local_rank."""
     if name is None:
@@ -55,6 +63,29 @@ def resolve_device(name: str | None, local_rank: int) -> torch.device:
     elif device.type not in ("cpu", "cuda", "mps"):
         raise ValueError(f"device={name!r}: expected cpu, cuda, cuda:N or mps")
     return device
+
+
+def resolve_dtype(name: str | None, device: torch.device) -> str:
+    """The dtype called name, checked to work on device; None: the device's default."""
+    if name is None:
+        return default_dtype(device)
+    if name not in DTYPES:
+        raise ValueError(f"dtype={name!r}: expected float32, bfloat16 or float16 (or None for the device's default)")
+    if name == "bfloat16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ValueError("dtype='bfloat16' but this GPU has no bfloat16; use --dtype=float16")
+    return name
+
+
+def autocast(device: torch.device, dtype: str):
+    """The context a forward pass runs in: autocast to dtype, or nothing for float32."""
+    return nullcontext() if dtype == "float32" else torch.autocast(device.type, dtype=DTYPES[dtype])
+
+
+def resolve_compile(flag: bool | None, device: torch.device) -> tuple[bool, str | None]:
+    """Whether to torch.compile (None: the device's default), and why not when it was asked for but cannot run."""
+    wanted = default_compile(device) if flag is None else flag
+    problem = compile_problem(device) if wanted else None
+    return wanted and problem is None, problem
 
 
 def default_dtype(device: torch.device) -> str:

@@ -20,16 +20,13 @@ character table.
 """
 
 import json
-import os
-import shutil
 import sys
 from pathlib import Path
 
-import torch
-
 from checkpoint import checkpoint_path, load_checkpoint, model_from_checkpoint
 from configurator import configure
-from model import CONV1D_WEIGHTS, GPTConfig
+from files import error_line, replace_folder
+from hf import hf_config, hf_state_dict
 from tokenizer import EOT, gpt2_tokenizer
 
 DEFAULTS = dict(
@@ -40,10 +37,10 @@ DEFAULTS = dict(
 
 def main(argv: list[str] | None = None) -> None:
     try:
-        config = configure(DEFAULTS, sys.argv[1:] if argv is None else argv)
+        config = configure(DEFAULTS, sys.argv[1:] if argv is None else argv, __doc__, (__file__,))
         hf_dir = export(config["out_dir"], config["hf_dir"])
     except (ValueError, OSError, RuntimeError) as e:  # OSError: files that cannot be read or written
-        sys.exit(f"error: {e}")
+        sys.exit(f"error: {error_line(e)}")
     print(f"wrote {hf_dir}")
 
 
@@ -66,46 +63,7 @@ def export(out_dir: str, hf_dir: str = "") -> Path:
     vocab, merges = bpe_files(tok.encoding)
     files["vocab.json"] = json.dumps(vocab, ensure_ascii=False) + "\n"
     files["merges.txt"] = "#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges)
-    return write_folder(hf_dir, files, hf_state_dict(model.state_dict(), model.config.bias))
-
-
-def hf_state_dict(state: dict[str, torch.Tensor], bias: bool = True) -> dict[str, torch.Tensor]:
-    """This model's weights under Hugging Face GPT-2's names: model.py's loader run backwards.
-
-    GPT-2 always has biases; a model trained with bias=False gets zeros, which compute the same thing."""
-    hf = {}
-    for key, tensor in state.items():
-        if key == "lm_head.weight":
-            continue  # tied to wte; config.json says tie_word_embeddings
-        if key.endswith(CONV1D_WEIGHTS):
-            tensor = tensor.t()  # nn.Linear's (out, in) to Conv1D's (in, out)
-        hf[key] = tensor.detach().cpu().contiguous()
-        if not bias and key not in ("transformer.wte.weight", "transformer.wpe.weight"):
-            hf[key.removesuffix("weight") + "bias"] = torch.zeros(state[key].size(0), dtype=tensor.dtype)
-    return hf
-
-
-def hf_config(config: GPTConfig, eot_id: int) -> dict:
-    """GPT2Config's fields for a model.py GPTConfig."""
-    return {
-        "architectures": ["GPT2LMHeadModel"],
-        "model_type": "gpt2",
-        "vocab_size": config.vocab_size,
-        "n_positions": config.block_size,
-        "n_embd": config.n_embd,
-        "n_layer": config.n_layer,
-        "n_head": config.n_head,
-        "n_inner": None,  # 4 * n_embd
-        "activation_function": "gelu_new",  # the tanh approximation, as model.py's MLP
-        "layer_norm_epsilon": 1e-5,  # nn.LayerNorm's default
-        "resid_pdrop": config.dropout,
-        "embd_pdrop": config.dropout,
-        "attn_pdrop": config.dropout,
-        "initializer_range": 0.02,
-        "tie_word_embeddings": True,
-        "bos_token_id": eot_id,
-        "eos_token_id": eot_id,
-    }
+    return write_folder(hf_dir, files, hf_state_dict(model))
 
 
 def tokenizer_config(block_size: int) -> dict:
@@ -164,8 +122,8 @@ def bpe(token: bytes, ranks: dict[bytes, int], max_rank: int) -> list[bytes]:
     return parts
 
 
-def write_folder(hf_dir: Path, files: dict[str, str], weights: dict[str, torch.Tensor]) -> Path:
-    """Write files and model.safetensors to a new folder under a temporary name, then rename it to hf_dir."""
+def write_folder(hf_dir: Path, files: dict[str, str], weights: dict) -> Path:
+    """Write files and model.safetensors to a new folder under a temporary name, then swap it in for hf_dir."""
     try:
         from safetensors.torch import save_file
     except ImportError:
@@ -176,22 +134,13 @@ def write_folder(hf_dir: Path, files: dict[str, str], weights: dict[str, torch.T
     if others or hf_dir.is_file():
         held = f"holds {', '.join(others[:3])}" if others else "is a file"
         raise ValueError(f"{hf_dir} {held}, so it is not an earlier export to replace; choose another --hf_dir")
-    hf_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = hf_dir.with_name(f".{hf_dir.name}.tmp{os.getpid()}")
-    try:
-        tmp.mkdir()
-        save_file(weights, tmp / "model.safetensors", metadata={"format": "pt"})
+
+    def fill(folder: Path) -> None:
+        save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
         for name, text in files.items():
-            (tmp / name).write_text(text, encoding="utf-8")
-        old = hf_dir.with_name(f".{hf_dir.name}.old")
-        shutil.rmtree(old, ignore_errors=True)  # left by an export that was killed between the two renames
-        if hf_dir.exists():
-            os.replace(hf_dir, old)
-        os.replace(tmp, hf_dir)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+            (folder / name).write_text(text, encoding="utf-8")
+
+    replace_folder(hf_dir, fill)
     return hf_dir
 
 

@@ -9,28 +9,20 @@ GPT-2 in one file: the model, loading OpenAI's pretrained weights, and fast gene
 
 The computation is GPT-2's own (pre-LayerNorm blocks, tanh GELU, learned positions, lm_head tied to wte), so the
 pretrained weights load with a shape-checked copy and four transposes, and logits match Hugging Face's GPT-2.
-Only torch is imported here; huggingface_hub and safetensors are imported by the loader that needs them.
+Only torch is imported here; hf.py reads Hugging Face folders (and imports huggingface_hub and safetensors) when
+from_pretrained is called.
 """
 
-import json
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
-# The four sizes OpenAI released, as (n_layer, n_head, n_embd); all have block_size 1024 and vocab_size 50257.
-PRETRAINED = {
-    "gpt2": (12, 12, 768),  # 124M
-    "gpt2-medium": (24, 16, 1024),  # 350M
-    "gpt2-large": (36, 20, 1280),  # 774M
-    "gpt2-xl": (48, 25, 1600),  # 1558M
-}
-# Hugging Face stores these as Conv1D, whose weight is (in, out): the transpose of nn.Linear's.
-CONV1D_WEIGHTS = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+# A step's logits (B, vocab) and the tokens just emitted (None at the first step) -> the logits to sample from.
+LogitsFilter = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
 
 
 @dataclass
@@ -135,9 +127,13 @@ class GPT(nn.Module):
             )
         )
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
-        self.lm_head.weight = self.transformer.wte.weight  # tied, as in GPT-2
-        if not self.lm_head.weight.is_meta:  # from_pretrained builds on the meta device and loads weights instead
+        self.tie_weights()
+        if not self.lm_head.weight.is_meta:  # loaders build on the meta device and assign the weights instead
             self._init_weights(seed)
+
+    def tie_weights(self) -> None:
+        """lm_head reads the token embedding table, as in GPT-2: one parameter, two uses."""
+        self.lm_head.weight = self.transformer.wte.weight
 
     @torch.no_grad()
     def _init_weights(self, seed: int) -> None:
@@ -205,32 +201,26 @@ class GPT(nn.Module):
 
     @torch.no_grad()
     def stream(
-        self,
-        idx: torch.Tensor,
-        max_new_tokens: int,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        stop_token: int | None = None,
-        generator: torch.Generator | None = None,
-        use_cache: bool = True,
-    ) -> Iterator[torch.Tensor]:
+        self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
+        top_p: float | None = None, stop_token: int | None = None, generator: torch.Generator | None = None,
+        use_cache: bool = True, logits_filter: LogitsFilter | None = None,
+    ) -> Iterator[torch.Tensor]:  # fmt: skip
         """Yield the next token of every row, a (B,) tensor per step, continuing the prompts idx (B, T).
 
-        The prompt is processed once, then one token per step against the KV cache. Past block_size the model sees
-        the most recent block_size tokens; as positions are absolute, each of those steps recomputes the window.
-        use_cache=False recomputes the whole context every step (nanoGPT's loop): same tokens, much slower.
+        temperature 0 is greedy; top_k (None or 0: off) and top_p (None or 1: off) filter before sampling; rows that
+        emit stop_token keep emitting it, and generation ends when every row has. logits_filter(logits, token), if
+        given, sees each step's logits (B, vocab) and the token just emitted (None at the first step) and returns the
+        logits to sample from. The prompt is processed once, then one token per step against the KV cache. Past
+        block_size the model sees the most recent block_size tokens; as positions are absolute, each of those steps
+        recomputes the window. use_cache=False recomputes the whole context every step (nanoGPT's loop): the same
+        tokens, much slower.
         """
-        if temperature < 0:
-            raise ValueError(f"temperature must be >= 0 (0 is greedy), got {temperature}")
-        if top_k is not None and top_k < 1:
-            raise ValueError(f"top_k must be >= 1 or None, got {top_k}")
-        if top_p is not None and not 0 < top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+        top_k, top_p = check_sampling(temperature, top_k, top_p)
         block_size = self.config.block_size
         context = idx[:, -block_size:]  # (B, <= block_size): the window the model sees
         cache = self.new_cache() if use_cache else None
         done = torch.zeros(idx.size(0), dtype=torch.bool, device=idx.device)
+        token = None
         for step in range(max_new_tokens):
             if step > 0 and cache is not None and cache[0].pos < block_size:
                 h = self.hidden_states(context[:, -1:], cache)  # (B, 1, C): only the newest token
@@ -238,7 +228,9 @@ class GPT(nn.Module):
                 for layer_cache in cache or []:
                     layer_cache.pos = 0  # first step, or the window moved: every position changes
                 h = self.hidden_states(context, cache)  # (B, T, C)
-            logits = self.lm_head(h[:, -1, :])  # (B, vocab_size): only the last position is needed
+            logits = self.lm_head(h[:, -1, :]).float()  # (B, vocab_size): only the last position is needed
+            if logits_filter is not None:
+                logits = logits_filter(logits, token)
             token = sample_next(logits, temperature, top_k, top_p, generator)  # (B,)
             if stop_token is not None:
                 token = token.masked_fill(done, stop_token)  # finished rows keep emitting the stop token
@@ -249,67 +241,35 @@ class GPT(nn.Module):
                 return
 
     @torch.no_grad()
-    def generate(self, idx: torch.Tensor, max_new_tokens: int, **kwargs) -> torch.Tensor:
+    def generate(
+        self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
+        top_p: float | None = None, stop_token: int | None = None, generator: torch.Generator | None = None,
+        use_cache: bool = True,
+    ) -> torch.Tensor:  # fmt: skip
         """Prompts idx (B, T) followed by up to max_new_tokens sampled tokens: (B, T + n). Arguments as stream()."""
-        new = list(self.stream(idx, max_new_tokens, **kwargs))
+        kw = dict(temperature=temperature, top_k=top_k, top_p=top_p, stop_token=stop_token, generator=generator)
+        new = list(self.stream(idx, max_new_tokens, use_cache=use_cache, **kw))
         return torch.cat([idx, torch.stack(new, dim=1)], dim=1) if new else idx
-
-    # ---------------------------------------------------------------------------------------------------------------
-    # Pretrained weights
 
     @classmethod
     def from_pretrained(cls, name_or_path: str, **overrides) -> "GPT":
         """GPT-2 from the Hugging Face Hub by name (gpt2, gpt2-medium, gpt2-large, gpt2-xl) or a local HF folder.
 
-        overrides: dropout, and block_size no larger than the pretrained one (the position table is cropped).
-        """
-        unknown = set(overrides) - {"dropout", "block_size"}
-        if unknown:
-            raise ValueError(f"from_pretrained can only override dropout and block_size, not {sorted(unknown)}")
-        folder = Path(name_or_path).expanduser()
-        if not folder.is_dir():
-            if name_or_path not in PRETRAINED:
-                names = ", ".join(PRETRAINED)
-                raise ValueError(f"unknown model {name_or_path!r}: use one of {names}, or a local Hugging Face folder")
-            folder = _download(name_or_path)
-        config_file = folder / "config.json"
-        if not config_file.is_file():
-            raise FileNotFoundError(f"{folder} has no config.json: it is not a Hugging Face GPT-2 folder")
-        hf = json.loads(config_file.read_text())
-        if hf.get("model_type") != "gpt2":
-            raise ValueError(f"{config_file} describes a {hf.get('model_type')!r} model, not GPT-2")
-        block_size = overrides.get("block_size", hf["n_positions"])
-        if not 0 < block_size <= hf["n_positions"]:
-            raise ValueError(f"block_size {block_size} must be between 1 and the pretrained {hf['n_positions']}")
-        config = GPTConfig(
-            block_size=block_size,
-            vocab_size=hf["vocab_size"],
-            n_layer=hf["n_layer"],
-            n_head=hf["n_head"],
-            n_embd=hf["n_embd"],
-            dropout=overrides.get("dropout", 0.0),
-            bias=True,
-        )
-        with torch.device("meta"):  # no memory and no random init for weights that are about to be replaced
-            model = cls(config)
-        expected = {k: v for k, v in model.state_dict().items() if k != "lm_head.weight"}  # lm_head is wte
+        overrides: dropout, and block_size no larger than the pretrained one (the position table is cropped)."""
+        from hf import load_pretrained
 
-        state = _gpt2_state_dict(_read_weights(folder))
-        missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
-        if missing or unexpected:
-            raise ValueError(
-                f"{folder}: weights do not match GPT-2: missing {missing[:5]}, unexpected {unexpected[:5]}"
-            )
-        if state["transformer.wpe.weight"].size(0) >= block_size:
-            state["transformer.wpe.weight"] = state["transformer.wpe.weight"][:block_size]  # crop the position table
-        for key, tensor in state.items():
-            if tensor.shape != expected[key].shape:
-                raise ValueError(
-                    f"{folder}: {key} has shape {tuple(tensor.shape)}, expected {tuple(expected[key].shape)}"
-                )
-        model.load_state_dict(state, assign=True, strict=False)  # strict=False: lm_head.weight comes from the tie
-        model.lm_head.weight = model.transformer.wte.weight  # assign=True replaced the tied parameter: tie again
-        return model
+        return load_pretrained(cls, name_or_path, **overrides)
+
+
+def check_sampling(temperature: float, top_k: int | None, top_p: float | None) -> tuple[int | None, float | None]:
+    """Check the sampling arguments; return top_k and top_p with "off" spelled None (top_k 0 and top_p 1 are off)."""
+    if not isinstance(temperature, (int, float)) or temperature < 0:
+        raise ValueError(f"temperature must be a number >= 0 (0 is greedy), got {temperature!r}")
+    if top_k is not None and (not isinstance(top_k, int) or top_k < 0):
+        raise ValueError(f"top_k must be an integer >= 1, or 0 or None for no top-k, got {top_k!r}")
+    if top_p is not None and (not isinstance(top_p, (int, float)) or not 0 < top_p <= 1):
+        raise ValueError(f"top_p must be a number in (0, 1], or None for no top-p, got {top_p!r}")
+    return top_k or None, (None if top_p is None or top_p >= 1 else float(top_p))
 
 
 def sample_next(
@@ -335,45 +295,3 @@ def sample_next(
         logits = logits.scatter(-1, order, sorted_logits.masked_fill(drop, float("-inf")))
     probs = F.softmax(logits, dim=-1)
     return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(1)  # (B,)
-
-
-def _download(name: str) -> Path:
-    """Fetch config.json and model.safetensors of an OpenAI GPT-2 from the Hub, or find them in the local cache."""
-    try:
-        from huggingface_hub import snapshot_download
-    except ImportError:
-        raise RuntimeError(f"loading {name} needs huggingface_hub: pip install huggingface_hub safetensors") from None
-    try:
-        return Path(snapshot_download(f"openai-community/{name}", allow_patterns=["config.json", "model.safetensors"]))
-    except Exception as e:  # offline, no cache, Hub errors: all mean the same thing to the user
-        raise RuntimeError(
-            f"could not download {name} from the Hugging Face Hub and it is not in the local cache"
-            f" ({type(e).__name__}); connect to the network, or pass the path of a local GPT-2 folder"
-            f" (config.json + model.safetensors) instead of the name"
-        ) from None
-
-
-def _read_weights(folder: Path) -> dict[str, torch.Tensor]:
-    """The tensors of a Hugging Face checkpoint folder: model.safetensors, else pytorch_model.bin."""
-    if (folder / "model.safetensors").is_file():
-        try:
-            from safetensors.torch import load_file
-        except ImportError:
-            raise RuntimeError("reading model.safetensors needs safetensors: pip install safetensors") from None
-        return load_file(folder / "model.safetensors")
-    if (folder / "pytorch_model.bin").is_file():
-        return torch.load(folder / "pytorch_model.bin", map_location="cpu", weights_only=True)
-    raise FileNotFoundError(f"{folder} has no model.safetensors or pytorch_model.bin")
-
-
-def _gpt2_state_dict(hf_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Hugging Face GPT-2 tensors under this model's names: Conv1D weights transposed, buffers and lm_head dropped."""
-    state = {}
-    for key, tensor in hf_state.items():
-        key = key.removeprefix("transformer.")
-        if key.endswith((".attn.bias", ".attn.masked_bias")) or key == "lm_head.weight":
-            continue  # causal-mask buffers, and the head that is tied to wte
-        if key.endswith(CONV1D_WEIGHTS):
-            tensor = tensor.t()
-        state["transformer." + key] = tensor.contiguous()
-    return state

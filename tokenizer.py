@@ -8,7 +8,8 @@ Tokenizers for the datasets: GPT-2's BPE (through tiktoken) and a character tabl
 
 Both tokenizers separate documents with an end-of-text id and decode it as "<|endoftext|>". The char tokenizer gives
 that id 0; its table ("chars" in meta.json) holds the marker at index 0 and the dataset's characters, sorted, after it.
-Ids at or above the real vocab_size are dropped by decode: models pad their vocabulary to a multiple of 64.
+nanoGPT's char tables (its meta.pkl) have no end-of-text: their eot_id is None. Ids at or above the real vocab_size
+are dropped by decode: models pad their vocabulary to a multiple of 64.
 """
 
 import os
@@ -25,7 +26,7 @@ class Tokenizer:
 
     name: str
     vocab_size: int
-    eot_id: int
+    eot_id: int | None
 
     def encode(self, text: str) -> list[int]:
         """Ids for a prompt; a literal "<|endoftext|>" in the text becomes eot_id."""
@@ -65,19 +66,21 @@ class BPETokenizer(Tokenizer):
 
 
 class CharTokenizer(Tokenizer):
-    """One id per character: id 0 is end-of-text, ids 1.. are the dataset's characters in sorted order."""
+    """One id per character: id 0 is end-of-text, ids 1.. are the dataset's characters in sorted order (or any table
+    of single characters, as nanoGPT's, which has no end-of-text)."""
 
     def __init__(self, chars: list[str]):
-        if not chars or chars[0] != EOT or any(len(c) != 1 for c in chars[1:]):
-            raise ValueError(f"a char table is {EOT!r} followed by single characters")
+        if not chars or any(len(c) != 1 for c in chars if c != EOT) or chars.count(EOT) > 1:
+            raise ValueError(f"a char table is single characters, with {EOT!r} at most once")
         self.chars = chars
         self.name = "char"
         self.vocab_size = len(chars)
-        self.eot_id = 0
+        self.eot_id = chars.index(EOT) if EOT in chars else None
         # Lookup table from code point to id; -1 marks characters outside the table.
-        codepoints = np.array([ord(c) for c in chars[1:]], dtype=np.int64)
+        ids = [i for i, c in enumerate(chars) if c != EOT]
+        codepoints = np.array([ord(chars[i]) for i in ids], dtype=np.int64)
         self.lut = np.full(int(codepoints.max(initial=0)) + 2, -1, dtype=np.int32)
-        self.lut[codepoints] = np.arange(1, len(chars))
+        self.lut[codepoints] = ids
 
     @classmethod
     def from_texts(cls, texts: Iterable[str]) -> "CharTokenizer":
@@ -92,6 +95,8 @@ class CharTokenizer(Tokenizer):
         ids = []
         for i, part in enumerate(text.split(EOT)):
             if i:
+                if self.eot_id is None:
+                    raise ValueError(f"this char table has no {EOT}")
                 ids.append(self.eot_id)
             ids.extend(self.encode_array(part).tolist())
         return ids

@@ -11,7 +11,6 @@ a document, so a long file can arrive in pieces and memory stays flat however la
 """
 
 import hashlib
-import json
 import os
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -21,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from files import WRITE_ERRORS, WriteError, explain, write_json
 from tokenizer import Tokenizer
 
 ROOT = Path(__file__).resolve().parent.parent  # the repository, which holds data/
@@ -164,7 +164,7 @@ def write_dataset(
                         while pending and (batch is None or len(pending) > 2 * workers or pending[0][0].ready()):
                             result, size = pending.popleft()
                             ids = result.get()
-                            ids.tofile(f)
+                            f.write(ids.tobytes())
                             tokens[split] += len(ids)
                             bar.update(size)
                         if batch is None:
@@ -174,13 +174,11 @@ def write_dataset(
             os.replace(temp, out_dir / f"{split}.bin")
         write_json(out_dir / "meta.json", meta)
         return meta
+    except OSError as e:
+        if isinstance(e, WriteError) or e.errno not in WRITE_ERRORS:
+            raise
+        kept = "the previous train.bin and val.bin are intact" if (out_dir / "train.bin").exists() else None
+        raise WriteError(explain(e, out_dir, None, kept)) from e
     finally:
         for temp in temps.values():
             temp.unlink(missing_ok=True)
-
-
-def write_json(path: Path, obj: dict) -> None:
-    """Write JSON atomically: a temporary name in the same folder, then a rename."""
-    temp = path.with_name(path.name + ".tmp")
-    temp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(temp, path)

@@ -37,9 +37,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import tiktoken  # noqa: E402
 
+from files import error_line  # noqa: E402
 from prepare.common import ROOT, decode_bytes, split_hash, write_dataset  # noqa: E402
-from syllables import is_575  # noqa: E402
 from tokenizer import CharTokenizer, gpt2_tokenizer  # noqa: E402
+from verse import dedupe_key, is_575  # noqa: E402
 
 CORPUS_PATH = Path(__file__).with_name("haiku_corpus.txt")
 MAX_LINES = 5
@@ -242,11 +243,6 @@ def normalise(value) -> tuple[str | None, str | None]:
     return haiku, None
 
 
-def dedupe_key(haiku: str) -> str:
-    """What two copies of a haiku share: its letters and digits, case-folded."""
-    return re.sub(r"[\W_]+", "", haiku.casefold())
-
-
 def load_haiku(paths: list[Path]) -> tuple[list[str], dict]:
     """The kept haiku from all sources, in order, and the counts for the report."""
     kept, seen = [], set()
@@ -303,6 +299,9 @@ def prepare(
     if tokenizer not in ("gpt2", "char"):
         raise ValueError(f"--tokenizer must be gpt2 or char, got {tokenizer!r}")
     out_dir = out_dir or ROOT / "data" / ("haiku" if tokenizer == "gpt2" else "haiku_char")
+    for path in inputs or []:  # the files named first, then what they need (GPT-2's BPE files may need a download)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: {'a folder; pass each file' if path.is_dir() else 'no such file'}")
     bpe = gpt2_tokenizer(encoding) if tokenizer == "gpt2" else None  # before the reading: missing BPE files fail fast
     haiku, meta = load_haiku(inputs or [CORPUS_PATH])
     train, val = split_haiku(haiku, val_fraction)
@@ -340,7 +339,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         prepare(args.input, args.out_dir, args.tokenizer, args.val_fraction)
     except (ValueError, OSError, RuntimeError) as e:  # OSError: a missing file, a full disk
-        sys.exit(f"error: {e}")
+        sys.exit(f"error: {error_line(e)}")
 
 
 if __name__ == "__main__":

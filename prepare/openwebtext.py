@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import tiktoken  # noqa: E402
 
+from files import error_line  # noqa: E402
 from prepare.common import ROOT, split_hash, write_dataset  # noqa: E402
 from tokenizer import gpt2_tokenizer  # noqa: E402
 
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         prepare(args.hf_dataset, args.hf_config, args.text_field, args.out_dir, args.val_fraction, args.workers)
     except (ValueError, OSError, RuntimeError) as e:  # OSError: a missing file, a full disk
-        sys.exit(f"error: {e}")
+        sys.exit(f"error: {error_line(e)}")
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import tiktoken  # noqa: E402
 
+from files import error_line  # noqa: E402
 from prepare.common import ROOT, Piece, read_pieces, write_dataset  # noqa: E402
 from tokenizer import CharTokenizer, gpt2_tokenizer  # noqa: E402
 
@@ -146,7 +147,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         prepare(args.input, args.name, args.out_dir, args.tokenizer, args.val_fraction, args.pattern, args.workers)
     except (ValueError, OSError, RuntimeError) as e:  # OSError: a missing file, a full disk
-        sys.exit(f"error: {e}")
+        sys.exit(f"error: {error_line(e)}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 import pytest
 
-from configurator import REPO_ROOT, configure, find_config_file
+from configurator import REPO_ROOT, configure, find_config_file, overrides
 
 DEFAULTS = {"batch_size": 12, "learning_rate": 6e-4, "compile": True, "init_from": "scratch", "device": None}
 
@@ -64,3 +64,26 @@ def test_paths_fall_back_to_the_repository_root(tmp_path, monkeypatch):
     assert find_config_file("configurator.py") == REPO_ROOT / "configurator.py"
     (tmp_path / "configurator.py").write_text("")
     assert find_config_file("configurator.py").resolve() == tmp_path / "configurator.py"  # the current directory first
+
+
+def test_overrides_are_the_keys_the_arguments_set(tmp_path):
+    cfg = tmp_path / "c.py"
+    cfg.write_text("batch_size = 4\n")
+    assert overrides(DEFAULTS, [str(cfg), "--compile=False"]) == {"batch_size": 4, "compile": False}
+    assert overrides(DEFAULTS, []) == {}
+
+
+def test_help_prints_the_doc_then_each_key_with_its_default_and_comment(tmp_path, capsys):
+    script = tmp_path / "script.py"
+    script.write_text("DEFAULTS = dict(\n    # data\n    batch_size=12,  # sequences per step\n    compile=True,\n)\n")
+    with pytest.raises(SystemExit) as e:
+        configure({"batch_size": 12, "compile": True}, ["--batch_size=3", "--help"], "Train.\n", (script,))
+    assert e.value.code == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "Train.",
+        "",
+        "Keys, set by config files (plain Python) or --key=value, later ones winning:",
+        "  # data",
+        "  --batch_size=12  sequences per step",
+        "  --compile=True",
+    ]

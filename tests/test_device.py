@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from device import default_compile, default_dtype, peak_flops, resolve_device
+from device import autocast, default_compile, default_dtype, peak_flops, resolve_compile, resolve_device, resolve_dtype
 
 
 def test_resolve_device_defaults_to_what_exists_and_explains_the_rest():
@@ -23,11 +23,27 @@ def test_resolve_device_defaults_to_what_exists_and_explains_the_rest():
             resolve_device("mps", 0)
 
 
-def test_cpu_defaults_follow_the_hardware():
-    native_bf16 = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-    assert default_dtype(torch.device("cpu")) == ("bfloat16" if native_bf16 else "float32")
+@pytest.mark.parametrize("avx512_bf16, amx, expected", [(True, False, "bfloat16"), (False, True, "bfloat16"),
+                                                         (False, False, "float32")])  # fmt: skip
+def test_cpu_default_dtype_is_bfloat16_only_where_the_cpu_runs_it_natively(monkeypatch, avx512_bf16, amx, expected):
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    cpu = torch.device("cpu")
+    assert default_dtype(cpu) == resolve_dtype(None, cpu) == expected
+    assert resolve_dtype("float16", cpu) == "float16"
+
+
+def test_one_spelling_for_the_default_and_one_autocast():
+    cpu = torch.device("cpu")
     assert default_dtype(torch.device("mps")) == "float32"
-    assert default_compile(torch.device("cpu")) is False and default_compile(torch.device("cuda")) is True
+    assert default_compile(cpu) is False and default_compile(torch.device("cuda")) is True
+    assert resolve_compile(None, cpu) == (False, None)
+    with pytest.raises(ValueError, match="dtype='float8': expected float32, bfloat16 or float16"):
+        resolve_dtype("float8", cpu)
+    with autocast(cpu, "bfloat16"):
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16
+    with autocast(cpu, "float32"):
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
 
 
 def test_cpu_peak_is_measured_once_without_touching_the_random_streams():
@@ -65,6 +81,7 @@ print(kept, statistics.median(faults[4:]))
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not hasattr(os, "confstr") or sys.platform != "linux", reason="glibc's allocator only")
 def test_keep_freed_memory_ends_the_page_faults_of_each_step():
     script = _FAULTS.format(repo=str(Path(__file__).parent.parent))

@@ -1,13 +1,12 @@
+"""export.py: the Hugging Face folder loads in transformers with the same tokens, atomically replaced, bad input."""
+
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-import test_sample
 import tiktoken
 import torch
-from test_sample import train_checkpoint
-from test_tokenizer import GPT2_PATTERN, tiny_encoding
 
 import export
 import sample
@@ -15,13 +14,12 @@ import tokenizer
 from checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 
 transformers = pytest.importorskip("transformers")
-# fixtures shared with test_sample.py (tiny_gpt2_bpe is autouse: active here too)
-tiny_gpt2_bpe, char_run, bpe_run = test_sample.tiny_gpt2_bpe, test_sample.char_run, test_sample.bpe_run
+pytestmark = pytest.mark.usefixtures("tiny_gpt2_bpe")
 CORPUS = (Path(__file__).resolve().parent.parent / "prepare" / "haiku_corpus.txt").read_text()
 
 
 @pytest.fixture(scope="module")
-def hf_dir(bpe_run, tmp_path_factory) -> Path:
+def hf_dir(bpe_run, tmp_path_factory, tiny_encoding) -> Path:
     """The tiny BPE checkpoint exported with the command a user runs."""
     folder = tmp_path_factory.mktemp("export") / "hf"
     with pytest.MonkeyPatch.context() as mp:
@@ -30,7 +28,7 @@ def hf_dir(bpe_run, tmp_path_factory) -> Path:
     return folder
 
 
-def test_transformers_gives_sample_py_greedy_tokens(bpe_run, hf_dir):
+def test_transformers_gives_sample_py_greedy_tokens(bpe_run, hf_dir, tiny_encoding):
     assert sorted(p.name for p in hf_dir.iterdir()) == [
         "config.json",
         "merges.txt",
@@ -59,7 +57,7 @@ def test_transformers_gives_sample_py_greedy_tokens(bpe_run, hf_dir):
     assert texts == [tok.decode(stop[0, 1:], skip_special_tokens=True)]
 
 
-def test_pipeline_and_tokenizer_load_the_folder(hf_dir):
+def test_pipeline_and_tokenizer_load_the_folder(hf_dir, tiny_encoding):
     tok = transformers.AutoTokenizer.from_pretrained(hf_dir)
     text = CORPUS[:3000] + "<|endoftext|>naïve 🐸  two  spaces\n"
     assert tok.encode(text) == tiny_encoding().encode(text, allowed_special="all")
@@ -77,7 +75,7 @@ def test_sample_py_loads_the_exported_folder(bpe_run, hf_dir):
     assert loaded[0].startswith(resumed[0])
 
 
-def test_merges_recovered_from_a_trained_bpe():
+def test_merges_recovered_from_a_trained_bpe(gpt2_pattern):
     """A byte-level BPE trained by the tokenizers library, turned into a tiktoken encoding: the merges come back."""
     tokenizers = pytest.importorskip("tokenizers")
     trained = tokenizers.Tokenizer(tokenizers.models.BPE())
@@ -89,13 +87,13 @@ def test_merges_recovered_from_a_trained_bpe():
     to_byte = {c: b for b, c in export.byte_to_unicode().items()}
     ranks = {bytes(to_byte[c] for c in token): i for token, i in bpe["vocab"].items()}
     special = {"<|endoftext|>": len(ranks)}
-    encoding = tiktoken.Encoding("trained", pat_str=GPT2_PATTERN, mergeable_ranks=ranks, special_tokens=special)
+    encoding = tiktoken.Encoding("trained", pat_str=gpt2_pattern, mergeable_ranks=ranks, special_tokens=special)
     vocab, merges = export.bpe_files(encoding)
     assert merges == [tuple(m) for m in bpe["merges"]] and len(merges) > 900
     assert vocab == bpe["vocab"] | special
 
 
-def test_bias_free_model_exports_with_zero_biases(bpe_run, tmp_path):
+def test_bias_free_model_exports_with_zero_biases(bpe_run, tmp_path, train_checkpoint):
     out = train_checkpoint(bpe_run.parent / "haiku", tmp_path / "nobias", steps=5, bias=False)
     export.export(str(out), str(tmp_path / "hf"))
     ours = model_from_checkpoint(load_checkpoint(out)).eval()
@@ -112,12 +110,14 @@ def test_export_replaces_an_export_atomically(bpe_run, tmp_path, monkeypatch):
     before = {p.name: p.read_bytes() for p in target.iterdir()}
 
     def crash(*args, **kwargs):
-        raise OSError("disk full")
+        raise OSError(28, "No space left on device")
 
     monkeypatch.setattr("safetensors.torch.save_file", crash)
     with pytest.raises(SystemExit) as e:
         export.main([f"--out_dir={bpe_run}", f"--hf_dir={target}"])
-    assert str(e.value.code) == "error: disk full"
+    message = str(e.value.code)
+    assert message.startswith(f"error: no space left on the disk writing {target}: ") and "\n" not in message
+    assert message.endswith(" is free; the previous hf is intact")
     assert {p.name: p.read_bytes() for p in target.iterdir()} == before  # the earlier export is intact
     assert sorted(p.name for p in tmp_path.iterdir()) == ["hf"]  # and no temporary folder is left
 
@@ -142,3 +142,10 @@ def test_bad_input_is_one_line(char_run, bpe_run, tmp_path, args, words):
     message = str(e.value.code)
     assert message.startswith("error: ") and "\n" not in message, message
     assert all(w in message for w in words), message
+
+
+def test_help(capsys):
+    with pytest.raises(SystemExit) as e:
+        export.main(["--help"])
+    out = capsys.readouterr().out
+    assert e.value.code == 0 and out.startswith("Export a GPT-2 BPE checkpoint") and "--hf_dir=''" in out

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from model import GPT, GPTConfig, sample_next
+from model import GPT, GPTConfig, check_sampling, sample_next
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = GPTConfig(block_size=16, vocab_size=64, n_layer=2, n_head=2, n_embd=16)
@@ -19,20 +19,6 @@ TINY = GPTConfig(block_size=16, vocab_size=64, n_layer=2, n_head=2, n_embd=16)
 def tiny_model(seed: int = 0, **kw) -> GPT:
     config = GPTConfig(**{**TINY.__dict__, **kw})
     return GPT(config, seed=seed).eval()
-
-
-def hf_gpt2(vocab_size: int = 50, n_positions: int = 24):
-    """A tiny random Hugging Face GPT-2 whose weights are large enough that logits are well separated."""
-    transformers = pytest.importorskip("transformers")
-    config = transformers.GPT2Config(
-        n_layer=2, n_head=2, n_embd=16, vocab_size=vocab_size, n_positions=n_positions, bos_token_id=0, eos_token_id=0
-    )
-    torch.manual_seed(0)
-    hf = transformers.GPT2LMHeadModel(config).eval()
-    with torch.no_grad():
-        for p in hf.parameters():
-            p.normal_(0.0, 0.2)
-    return hf
 
 
 def save_hf_layout(hf, folder: Path, fmt: str, prefix: bool, buffers: bool, lm_head: bool) -> Path:
@@ -109,9 +95,11 @@ def test_optimizer_groups_decay_only_matrices():
     assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
     assert all(p.dim() >= 2 for p in decay["params"]) and all(p.dim() < 2 for p in no_decay["params"])
     assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
+    before = [p.detach().clone() for p in model.parameters()]
     _, loss = model(torch.randint(0, 64, (2, 8)), torch.randint(0, 64, (2, 8)))
     loss.backward()
-    opt.step()  # the fused CPU kernel runs
+    opt.step()  # the fused CPU kernel runs, and moves every parameter
+    assert all(not torch.equal(p, q) for p, q in zip(model.parameters(), before))
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -126,7 +114,7 @@ LAYOUTS = [  # (format, "transformer." prefix, attention buffers, lm_head.weight
 
 
 @pytest.mark.parametrize("fmt,prefix,buffers,lm_head", LAYOUTS)
-def test_from_pretrained_matches_hugging_face(tmp_path, fmt, prefix, buffers, lm_head):
+def test_from_pretrained_matches_hugging_face(tmp_path, fmt, prefix, buffers, lm_head, hf_gpt2):
     hf = hf_gpt2()
     folder = save_hf_layout(hf, tmp_path / "gpt2-tiny", fmt, prefix, buffers, lm_head)
     model = GPT.from_pretrained(str(folder)).eval()
@@ -145,7 +133,7 @@ def test_from_pretrained_matches_hugging_face(tmp_path, fmt, prefix, buffers, lm
     assert torch.equal(ours, theirs)
 
 
-def test_hugging_face_own_save_and_overrides(tmp_path):
+def test_hugging_face_own_save_and_overrides(tmp_path, hf_gpt2):
     hf = hf_gpt2()
     hf.save_pretrained(tmp_path / "saved")
     model = GPT.from_pretrained(str(tmp_path / "saved"), block_size=10, dropout=0.2)
@@ -156,7 +144,7 @@ def test_hugging_face_own_save_and_overrides(tmp_path):
         assert (model.eval()(idx)[0] - hf(idx).logits).abs().max().item() < 1e-5
 
 
-def test_from_pretrained_errors(tmp_path):
+def test_from_pretrained_errors(tmp_path, hf_gpt2):
     with pytest.raises(ValueError, match="use one of gpt2, gpt2-medium, gpt2-large, gpt2-xl"):
         GPT.from_pretrained("gpt3")
     (tmp_path / "empty").mkdir()
@@ -180,7 +168,7 @@ def test_from_pretrained_errors(tmp_path):
         GPT.from_pretrained(str(tmp_path / "mismatch"), n_layer=3)
 
 
-def test_hub_names_use_the_cache_and_explain_when_offline(tmp_path):
+def test_hub_names_use_the_cache_and_explain_when_offline(tmp_path, hf_gpt2):
     """By name, weights come from the Hugging Face cache (HF_HOME); with neither cache nor network, a clear error."""
     hf = hf_gpt2()
     snapshot = tmp_path / "hf" / "hub" / "models--openai-community--gpt2" / "snapshots" / "abc123"
@@ -217,6 +205,7 @@ def test_cached_and_uncached_generation_agree_exactly(kw):
     assert torch.equal(cached[:, :5], prompt)
 
 
+@pytest.mark.slow
 def test_compiled_blocks_generate_the_same_tokens_with_graphs_per_shape_not_per_layer():
     from torch._dynamo.utils import counters
 
@@ -292,10 +281,20 @@ def test_stop_token_ends_each_row():
 def test_generation_argument_errors():
     model = tiny_model()
     prompt = torch.zeros(1, 1, dtype=torch.long)
-    with pytest.raises(ValueError, match="temperature must be >= 0"):
+    with pytest.raises(ValueError, match="temperature must be a number >= 0"):
         model.generate(prompt, 2, temperature=-1)
-    with pytest.raises(ValueError, match=r"top_p must be in \(0, 1\]"):
+    with pytest.raises(ValueError, match=r"top_p must be a number in \(0, 1\]"):
         model.generate(prompt, 2, top_p=1.5)
-    with pytest.raises(ValueError, match="top_k must be >= 1"):
-        model.generate(prompt, 2, top_k=0)
+    with pytest.raises(ValueError, match="top_k must be an integer >= 1, or 0 or None"):
+        model.generate(prompt, 2, top_k=-1)
     assert torch.equal(model.generate(prompt, 0), prompt)
+
+
+def test_off_is_spelled_the_same_everywhere():
+    """top_k 0 and None, top_p 1 and None: no filter, in generate as in sample.py."""
+    model = tiny_model(seed=9)
+    prompt = torch.zeros(2, 1, dtype=torch.long)
+    plain = sampled(model, prompt, 10, seed=3, temperature=1.5)
+    for off in ({"top_k": 0}, {"top_k": None}, {"top_p": 1.0}, {"top_p": None}, {"top_k": 0, "top_p": 1}):
+        assert torch.equal(sampled(model, prompt, 10, seed=3, temperature=1.5, **off), plain), off
+    assert check_sampling(1.0, 0, 1) == (None, None)

@@ -1,3 +1,4 @@
+import io
 import json
 import os
 import re
@@ -8,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_tokenizer import tiny_encoding
 
 from prepare import common, haiku, openwebtext, text
 from tokenizer import CharTokenizer, gpt2_tokenizer, load_tokenizer
@@ -53,7 +53,7 @@ def test_decode_bytes_falls_back_per_line():
     assert common.decode_bytes(data) == ("naïve\ncafé “quiet”\nbad \ufffd byte", 2)
 
 
-def test_read_pieces_and_bpe_match_the_whole(tmp_path, monkeypatch):
+def test_read_pieces_and_bpe_match_the_whole(tmp_path, monkeypatch, tiny_encoding):
     monkeypatch.setattr(common, "BATCH_BYTES", 50)
     body = "the frog leaps\n\n  into the pond   \nsplash! 水の音 naïve 🐸\n" * 20
     for name, content in [("lines.txt", body), ("one_line.txt", "水の音 naïve 🐸 no newline" * 9)]:
@@ -72,14 +72,14 @@ def test_split_hash_is_stable():
     assert 0 <= common.split_hash("") < 1
 
 
-def test_encode_pieces_guards_uint16():
+def test_encode_pieces_guards_uint16(tiny_encoding):
     tok = gpt2_tokenizer(tiny_encoding(eot_id=70000))
     assert common.encode_pieces([("the", False)], tok).tolist() == [257]
     with pytest.raises(ValueError, match="token id 70000 does not fit in uint16"):
         common.encode_pieces([("the", True)], tok)
 
 
-def test_failed_write_leaves_previous_dataset_whole(tmp_path):
+def test_failed_write_leaves_previous_dataset_whole(tmp_path, tiny_encoding):
     char = CharTokenizer.from_texts(["abc"])
     common.write_dataset(tmp_path, {"train": [("abc", True)], "val": [("cab", True)]}, char, {"dataset": "x"})
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
@@ -108,6 +108,11 @@ def test_haiku_script_on_the_corpus(tmp_path):
     assert not set(train) & set(val)
     blocks = [b for b in haiku.CORPUS_PATH.read_text().split("\n\n") if b.strip()]
     assert {haiku.normalise(b)[0] for b in blocks} == set(train + val)
+
+
+def test_haiku_script_names_a_missing_input_before_it_needs_gpt2s_files(tmp_path):
+    run = run_script("haiku.py", "--input", "missing.txt", "--out_dir", str(tmp_path / "out"), cwd=tmp_path)
+    assert run.returncode != 0 and run.stderr == "error: missing.txt: no such file\n"
 
 
 def test_haiku_script_offline_gpt2_is_one_clear_error(tmp_path):
@@ -148,7 +153,7 @@ def write_messy_sources(folder: Path) -> list[Path]:
     return [*paths, latin1]
 
 
-def test_haiku_reads_messy_sources(tmp_path, capsys):
+def test_haiku_reads_messy_sources(tmp_path, capsys, tiny_encoding):
     meta = haiku.prepare(write_messy_sources(tmp_path), tmp_path / "out", "gpt2", 0.3, encoding=tiny_encoding())
     counts = meta["counts"]
     assert counts["dropped"] == {
@@ -270,7 +275,7 @@ def test_text_script_char(tmp_path):
     assert train.endswith("\n") and len(val) == pytest.approx(len(SHAKESPEARE) * 0.1, abs=60)
 
 
-def test_text_streams_a_folder_in_small_batches(tmp_path, monkeypatch):
+def test_text_streams_a_folder_in_small_batches(tmp_path, monkeypatch, tiny_encoding):
     books = tmp_path / "books"
     (books / "more").mkdir(parents=True)
     (books / "a.txt").write_text(SHAKESPEARE)
@@ -310,7 +315,7 @@ class FakeDataset:
             yield {"text": self.docs[i : i + batch_size], "url": ["x"] * len(self.docs[i : i + batch_size])}
 
 
-def test_openwebtext_on_a_local_dataset(tmp_path, monkeypatch):
+def test_openwebtext_on_a_local_dataset(tmp_path, monkeypatch, tiny_encoding):
     docs = [f"Document {i}: the web page says hello {i * i}.\nThe end." for i in range(3000)]
     fake = types.ModuleType("datasets")
     fake.load_dataset = lambda name, config, split, num_proc: FakeDataset(docs)
@@ -322,7 +327,7 @@ def test_openwebtext_on_a_local_dataset(tmp_path, monkeypatch):
     assert documents(tmp_path, "train", tiny_encoding()) == [d for d in docs if d not in val]
 
 
-def test_openwebtext_needs_datasets(tmp_path, monkeypatch):
+def test_openwebtext_needs_datasets(tmp_path, monkeypatch, tiny_encoding):
     monkeypatch.setitem(sys.modules, "datasets", None)
     monkeypatch.setattr(openwebtext, "gpt2_tokenizer", lambda encoding=None: gpt2_tokenizer(tiny_encoding()))
     with pytest.raises(SystemExit) as e:
@@ -333,3 +338,23 @@ def test_openwebtext_needs_datasets(tmp_path, monkeypatch):
 def test_openwebtext_script_checks_gpt2_before_downloading(tmp_path):
     run = run_script("openwebtext.py", "--out_dir", str(tmp_path / "out"), cwd=tmp_path)
     assert run.returncode != 0 and run.stderr.startswith("error: tiktoken could not load GPT-2's BPE files")
+
+
+def test_a_full_disk_is_one_line_and_keeps_the_previous_bins(tmp_path, monkeypatch):
+    char = CharTokenizer.from_texts(["abc"])
+    common.write_dataset(tmp_path, {"train": [("abc", True)], "val": [("cab", True)]}, char, {"dataset": "x"})
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+
+    class FullDisk(io.BytesIO):
+        def __init__(self, path, mode):
+            super().__init__()
+
+        def write(self, data):
+            raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(common, "open", FullDisk, raising=False)
+    with pytest.raises(OSError) as e:
+        common.write_dataset(tmp_path, {"train": [("abc", True)], "val": [("cab", True)]}, char, {"dataset": "x"}, 1)
+    assert str(e.value).startswith(f"no space left on the disk writing {tmp_path}: ")
+    assert str(e.value).endswith(" is free; the previous train.bin and val.bin are intact")
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before

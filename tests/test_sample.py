@@ -1,83 +1,25 @@
-import dataclasses
+"""sample.py: haiku that stop at end-of-text, prompts, streaming, the haiku report, --help and bad input."""
+
+import os
+import pickle
 import subprocess
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from test_tokenizer import tiny_encoding
 
 import sample
 import tokenizer
 from checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from data import read_meta
 from model import GPT, GPTConfig
-from prepare import haiku
+from verse import dedupe_key, haiku_report
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(autouse=True)
-def tiny_gpt2_bpe(monkeypatch):
-    """GPT-2's BPE files cannot be downloaded here: the GPT-2 tokenizer is a tiny encoding in the same format."""
-    monkeypatch.setattr(tokenizer.tiktoken, "get_encoding", lambda name: tiny_encoding())
-
-
-def train_checkpoint(data_dir: Path, out_dir: Path, steps: int = 200, **model_args) -> Path:
-    """A tiny model trained for a few steps on data_dir's haiku, saved as train.py saves it; returns out_dir."""
-    meta = sample.read_meta(data_dir)
-    vocab_size = -(-meta["vocab_size"] // 64) * 64  # padded, as train.py pads it
-    shape = {"block_size": 64, "vocab_size": vocab_size, "n_layer": 2, "n_head": 2, "n_embd": 32}
-    config = GPTConfig(**shape | model_args)
-    model = GPT(config, seed=0)
-    data = torch.from_numpy(np.fromfile(data_dir / "train.bin", dtype=np.uint16).astype(np.int64))
-    optimizer = model.configure_optimizers(0.0, 2e-2, (0.9, 0.99), "cpu")  # a high rate: a few steps must do
-    gen = torch.Generator().manual_seed(0)
-    T = 32
-    for _ in range(steps):
-        ix = torch.randint(len(data) - T - 1, (32,), generator=gen).tolist()
-        x = torch.stack([data[i : i + T] for i in ix])  # (32, T)
-        y = torch.stack([data[i + 1 : i + T + 1] for i in ix])
-        _, loss = model(x, y)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    ckpt = {
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scaler": None,
-        "model_args": dataclasses.asdict(config),
-        "config": {"dataset": str(data_dir)},
-        "iter_num": steps,
-        "best_val_loss": loss.item(),
-        "meta": meta,
-    }
-    save_checkpoint(ckpt, out_dir / "ckpt.pt")
-    return out_dir
-
-
-def char_run_in(root: Path) -> Path:
-    """out_dir of a tiny char model trained on the embedded corpus, whose data is the sibling folder haiku_char."""
-    haiku.prepare(out_dir=root / "haiku_char", tokenizer="char")
-    return train_checkpoint(root / "haiku_char", root / "out")
-
-
-def bpe_run_in(root: Path) -> Path:
-    """out_dir of a tiny model trained on the embedded corpus in a tiny GPT-2-style BPE (data: the sibling haiku)."""
-    haiku.prepare(out_dir=root / "haiku", tokenizer="gpt2", encoding=tiny_encoding())
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(tokenizer.tiktoken, "get_encoding", lambda name: tiny_encoding())
-        return train_checkpoint(root / "haiku", root / "out")
-
-
-@pytest.fixture(scope="module")
-def char_run(tmp_path_factory) -> Path:
-    return char_run_in(tmp_path_factory.mktemp("char"))
-
-
-@pytest.fixture(scope="module")
-def bpe_run(tmp_path_factory) -> Path:
-    return bpe_run_in(tmp_path_factory.mktemp("bpe"))
+pytestmark = pytest.mark.usefixtures("tiny_gpt2_bpe")
 
 
 def run(capsys, *args: str) -> tuple[list[str], str]:
@@ -164,24 +106,19 @@ def test_bfloat16_on_cpu_and_out_file(char_run, capsys, tmp_path):
     assert out_file.read_text() == out and len(samples) == 2
 
 
-def test_distinct_2():
-    assert sample.distinct_2(["the pond the pond", "The pond!"]) == (2, 4)  # (the, pond) x3 and (pond, the)
-    assert sample.distinct_2(["frog"]) == (0, 0)
-
-
 def test_haiku_report(char_run):
     corpus = sample.training_haiku(char_run.parent / "haiku_char")
     first = min(corpus[0])  # some training haiku's key; rebuild that haiku from the train split
-    train = tokenizer.load_tokenizer(sample.read_meta(char_run.parent / "haiku_char")).decode(
+    train = tokenizer.load_tokenizer(read_meta(char_run.parent / "haiku_char")).decode(
         np.fromfile(char_run.parent / "haiku_char" / "train.bin", dtype=np.uint16).tolist()
     )
-    copy = next(h for h in train.split("<|endoftext|>") if haiku.dedupe_key(h) == first)
+    copy = next(h for h in train.split("<|endoftext|>") if dedupe_key(h) == first)
     samples = [
         copy.title().replace("\n", ",\n") + "!",  # a copy, whatever its case and punctuation
         "an old silent pond\na frog jumps into the pond\nsplash silence again",
         "two lines only\nand not more",
     ]
-    report = sample.haiku_report(samples, corpus).splitlines()
+    report = haiku_report(samples, corpus).splitlines()
     assert report[1] == "sample 1: 3 lines 5-7-5 copied"
     assert report[5:9] == [
         "sample 2: 3 lines 5-7-5",
@@ -198,10 +135,10 @@ def test_haiku_report(char_run):
     assert report[15].startswith("distinct-2: ")
     missing = sample.training_haiku(char_run.parent / "gone")
     assert missing == (None, "the checkpoint's training data folder was not found")
-    assert sample.haiku_report(samples, missing).splitlines()[14] == (
+    assert haiku_report(samples, missing).splitlines()[14] == (
         "copied from the training set: not computed (the checkpoint's training data folder was not found)"
     )
-    assert sample.haiku_report(["one line"], missing).splitlines()[1] == "sample 1: 1 line"
+    assert haiku_report(["one line"], missing).splitlines()[1] == "sample 1: 1 line"
 
 
 def test_haiku_report_flag(char_run, capsys, tmp_path):
@@ -220,12 +157,12 @@ def test_haiku_report_flag(char_run, capsys, tmp_path):
         (["--out_dir={empty}"], ["no checkpoint at", "train.py"]),
         (["--start=FILE:{empty}/nothing.txt"], ["no prompt file", "nothing.txt"]),
         (["--num_samples=0"], ["num_samples"]),
-        (["--temperature=-0.5"], ["temperature must be >= 0"]),
+        (["--temperature=-0.5"], ["temperature must be a number >= 0"]),
         (["--top_p=0"], ["top_p must be"]),
         (["--top_p=1.5"], ["top_p must be"]),
         (["--top_p=high"], ["top_p must be"]),
         (["--top_k=-1"], ["top_k must be"]),
-        (["--dtype=float8"], ["dtype must be"]),
+        (["--dtype=float8"], ["dtype='float8': expected float32, bfloat16 or float16"]),
         (["--device=tpu"], ["unknown device 'tpu'"]),
         (["--tempreature=1"], ["did you mean 'temperature'"]),
         (["--start=日本"], ["is not in the char table"]),
@@ -266,3 +203,71 @@ def test_a_reader_that_stops_early_ends_it_quietly(char_run, tmp_path):
     proc.stdout.close()  # as `| head` does once it has its lines: every write now fails with a broken pipe
     stderr = proc.stderr.read()
     assert proc.wait(timeout=60) == 1 and stderr == ""
+
+
+def test_help_lists_every_key_with_its_default_and_comment(capsys):
+    with pytest.raises(SystemExit) as e:
+        sample.main(["--help"])
+    out = capsys.readouterr().out
+    assert e.value.code == 0 and out.startswith("Sample from a trained model")
+    assert all(f"--{key}=" in out for key in sample.DEFAULTS)
+    assert "--top_k=200" in out and "0 or None turns it off" in out
+
+
+def nanogpt_char_run(root: Path) -> tuple[Path, list[str], GPT]:
+    """A ckpt.pt as nanoGPT's train.py saves it on shakespeare_char, and the meta.pkl its prepare.py writes beside
+    the bins (in data/shakespeare_char of the working directory, where nanoGPT's sample.py looks)."""
+    chars = sorted(set("First Citizen:\nBefore we proceed any further, hear me speak.\n"))
+    data = root / "data" / "shakespeare_char"
+    data.mkdir(parents=True)
+    meta = {"vocab_size": len(chars), "itos": dict(enumerate(chars)), "stoi": {c: i for i, c in enumerate(chars)}}
+    with open(data / "meta.pkl", "wb") as f:
+        pickle.dump(meta, f)
+    config = GPTConfig(block_size=32, vocab_size=len(chars), n_layer=2, n_head=2, n_embd=16)
+    model = GPT(config, seed=1).eval()
+    ckpt = {
+        "model": {"_orig_mod." + k: v for k, v in model.state_dict().items()},
+        "model_args": asdict(config),
+        "iter_num": 5000,
+        "best_val_loss": torch.tensor(1.47),
+        "config": {"dataset": "shakespeare_char"},
+    }
+    (root / "out-shakespeare-char").mkdir()
+    torch.save(ckpt, root / "out-shakespeare-char" / "ckpt.pt")
+    return root / "out-shakespeare-char", chars, model
+
+
+def test_a_nanogpt_char_checkpoint_samples_with_its_meta_pkl(tmp_path, monkeypatch, capsys):
+    out_dir, chars, model = nanogpt_char_run(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    args = ["--out_dir=out-shakespeare-char", "--start=hear", "--num_samples=1", "--max_new_tokens=30"]
+    samples, _ = run(capsys, *args, "--dtype=float32")
+    prompt = torch.tensor([[chars.index(c) for c in "hear"]])
+    expected = model.generate(prompt, 30, temperature=0.8, top_k=200, generator=torch.Generator().manual_seed(1337))
+    assert samples == ["".join(chars[i] for i in expected[0].tolist())]
+
+
+def test_a_pickle_that_would_run_code_is_refused_in_one_line(tmp_path, monkeypatch):
+    class Payload:
+        def __reduce__(self):
+            return os.system, (f"touch {tmp_path / 'ran'}",)
+
+    out_dir, _, _ = nanogpt_char_run(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    with open(tmp_path / "data" / "shakespeare_char" / "meta.pkl", "wb") as f:
+        pickle.dump({"vocab_size": 2, "itos": {0: "a", 1: Payload()}}, f)
+    with pytest.raises(SystemExit) as e:
+        sample.main(["--out_dir=out-shakespeare-char"])
+    assert str(e.value.code) == (
+        "error: data/shakespeare_char/meta.pkl is not a nanoGPT char table (it refers to posix.system, which is not "
+        "plain data); it was not loaded"
+    )
+    torch.save({"model": Payload(), "model_args": {}}, out_dir / "ckpt.pt")
+    with pytest.raises(SystemExit) as e:
+        sample.main(["--out_dir=out-shakespeare-char"])
+    message = str(e.value.code)
+    assert message == (
+        "error: out-shakespeare-char/ckpt.pt holds objects other than weights (posix.system) and was not loaded: "
+        "unpickling it could run code; use checkpoints from train.py, or ones you trust"
+    )
+    assert not (tmp_path / "ran").exists()

