@@ -15,6 +15,7 @@ from_pretrained is called.
 
 import math
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -23,6 +24,7 @@ from torch.nn import functional as F
 
 # A step's logits (B, vocab) and the tokens just emitted (None at the first step) -> the logits to sample from.
 LogitsFilter = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
+PACKED_DTYPES = (torch.float32, torch.bfloat16)  # what oneDNN's packed CPU kernels compute in
 
 
 @dataclass
@@ -62,14 +64,44 @@ class KVCache:
         return self.k[:, :, :end], self.v[:, :, :end]  # (B, nh, end, hs)
 
 
+class Linear(nn.Linear):
+    """nn.Linear that, while generating on a CPU, multiplies by a copy of its weight packed in oneDNN's blocked layout.
+
+    At small batch a generation step is nearly all weight reads, and oneDNN's kernels read a packed weight at the
+    memory's full speed where BLAS reads an nn.Linear weight at about 60% of it (bench.py generate). The copy is made
+    on the first generation in a dtype (float32, or bfloat16 under autocast), kept, and remade when the weight changes;
+    it costs the weight's size again in float32, half of it in bfloat16. Training never uses it."""
+
+    packed: tuple | None = None  # (key, weight, bias) of the copy
+    use_packed = False  # set by GPT.stream while it runs
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.use_packed or torch.compiler.is_compiling():  # compiled code packs weights its own way
+            return F.linear(x, self.weight, self.bias)
+        _, weight, bias = self.packed
+        return torch.ops.mkldnn._linear_pointwise(x.to(weight.dtype), weight, bias, "none", [], "")
+
+    def __getstate__(self) -> dict:
+        return {**super().__getstate__(), "packed": None, "use_packed": False}  # copies and pickles leave it out
+
+    @torch.no_grad()
+    def pack(self, dtype: torch.dtype, batch: int) -> None:
+        key = (dtype, batch, self.weight.data_ptr(), self.weight._version)
+        if self.packed is None or self.packed[0] != key:
+            self.packed = None  # free the old copy before making the new one
+            weight = torch.ops.mkldnn._reorder_linear_weight(self.weight.to(dtype), batch)
+            self.packed = (key, weight, self.bias.to(dtype) if self.bias is not None else None)
+        self.use_packed = True
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, config: GPTConfig):
         super().__init__()
         assert config.n_embd % config.n_head == 0, "n_embd must be divisible by n_head"
         self.n_head = config.n_head
         self.dropout = config.dropout
-        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)  # q, k, v for all heads
-        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.c_attn = Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)  # q, k, v for all heads
+        self.c_proj = Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.resid_dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
@@ -91,9 +123,9 @@ class CausalSelfAttention(nn.Module):
 class MLP(nn.Module):
     def __init__(self, config: GPTConfig):
         super().__init__()
-        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
+        self.c_fc = Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
         self.gelu = nn.GELU(approximate="tanh")  # GPT-2 was trained with the tanh approximation
-        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        self.c_proj = Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -126,7 +158,7 @@ class GPT(nn.Module):
                 ln_f=nn.LayerNorm(config.n_embd, bias=config.bias),
             )
         )
-        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.lm_head = Linear(config.n_embd, config.vocab_size, bias=False)
         self.tie_weights()
         if not self.lm_head.weight.is_meta:  # loaders build on the meta device and assign the weights instead
             self._init_weights(seed)
@@ -216,6 +248,11 @@ class GPT(nn.Module):
         tokens, much slower.
         """
         top_k, top_p = check_sampling(temperature, top_k, top_p)
+        with self.packed_on_cpu(idx):
+            yield from self._stream(idx, max_new_tokens, temperature, top_k, top_p, stop_token, generator, use_cache,
+                                    logits_filter)  # fmt: skip
+
+    def _stream(self, idx, max_new_tokens, temperature, top_k, top_p, stop_token, generator, use_cache, logits_filter):
         block_size = self.config.block_size
         context = idx[:, -block_size:]  # (B, <= block_size): the window the model sees
         cache = self.new_cache() if use_cache else None
@@ -240,15 +277,32 @@ class GPT(nn.Module):
             if stop_token is not None and bool(done.all()):
                 return
 
+    @contextmanager
+    def packed_on_cpu(self, idx: torch.Tensor) -> Iterator[None]:
+        """Generate with every Linear's packed copy (see Linear): on a CPU with oneDNN, for weights in float32."""
+        dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else torch.float32
+        linears = [m for m in self.modules() if isinstance(m, Linear)]
+        usable = idx.device.type == "cpu" and torch.backends.mkldnn.is_available() and dtype in PACKED_DTYPES
+        if not usable or any(m.weight.dtype != torch.float32 for m in linears):
+            yield
+            return
+        try:
+            for m in linears:
+                m.pack(dtype, idx.size(0))
+            yield
+        finally:
+            for m in linears:
+                m.use_packed = False
+
     @torch.no_grad()
     def generate(
         self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
         top_p: float | None = None, stop_token: int | None = None, generator: torch.Generator | None = None,
-        use_cache: bool = True,
+        use_cache: bool = True, logits_filter: LogitsFilter | None = None,
     ) -> torch.Tensor:  # fmt: skip
         """Prompts idx (B, T) followed by up to max_new_tokens sampled tokens: (B, T + n). Arguments as stream()."""
         kw = dict(temperature=temperature, top_k=top_k, top_p=top_p, stop_token=stop_token, generator=generator)
-        new = list(self.stream(idx, max_new_tokens, use_cache=use_cache, **kw))
+        new = list(self.stream(idx, max_new_tokens, use_cache=use_cache, logits_filter=logits_filter, **kw))
         return torch.cat([idx, torch.stack(new, dim=1)], dim=1) if new else idx
 
     @classmethod

@@ -1,8 +1,9 @@
 """
 Sample from a trained model: a checkpoint written by train.py, or OpenAI's GPT-2.
 
-    python sample.py --out_dir=out-haiku-char                   # ten haiku from the char demo
-    python sample.py --out_dir=out-haiku --haiku_report=True    # and judge them: syllables, 5-7-5, copies, diversity
+    python sample.py --out_dir=out-haiku-char                   # ten haiku from the char demo, 5-7-5 by construction
+    python sample.py --out_dir=out-haiku-char --form=free --haiku_report=True --num_samples=100   # judge the model
+    python sample.py --out_dir=out-haiku-char --form=5-7-5-7-7 --words=names.txt                  # tanka, more words
     python sample.py --out_dir=out-haiku/best.pt --temperature=0.6 --top_p=0.9 --out_file=haiku.txt
     python sample.py --init_from=gpt2-xl --start="What is the answer to life?" --num_samples=1 --max_new_tokens=100
     python sample.py --init_from=out-haiku-hf --start=FILE:prompt.txt        # a local Hugging Face GPT-2 folder
@@ -12,6 +13,11 @@ tokenizer (char or GPT-2 BPE) comes from the checkpoint's meta.json. On haiku da
 and each sample stops at the next end-of-text: one haiku per sample. The samples are generated as one batch with the
 KV cache and each is printed as soon as its row stops (a single sample is printed token by token). The same seed gives
 the same samples.
+
+--form constrains every sample to a form of lines and syllables made of real words (form.py): the model's
+distribution restricted to the form and renormalised. It is 5-7-5 on a haiku checkpoint and free elsewhere; a prompt
+counts toward the first line. --haiku_report then says that the form was enforced: its 5-7-5 share measures the
+constraint, not the model, which --form=free judges.
 """
 
 import os
@@ -26,12 +32,14 @@ from configurator import configure
 from data import dataset_dir, documents, read_meta
 from device import autocast, resolve_device, resolve_dtype
 from files import error_line, write_text
+from form import FormConstraint, Lexicon, read_words, words_of
 from hf import check_name
 from model import GPT, check_sampling
-from tokenizer import Tokenizer, gpt2_tokenizer, load_tokenizer
-from verse import dedupe_key, haiku_report
+from tokenizer import CharTokenizer, Tokenizer, gpt2_tokenizer, load_tokenizer
+from verse import HAIKU, dedupe_key, haiku_report, parse_form
 
 SEPARATOR = "---------------"
+MAX_CORPUS_TOKENS = 20_000_000  # a training set read for its words (the lexicon) and its haiku (copies) at most
 
 DEFAULTS = dict(
     init_from="resume",  # 'resume' (the checkpoint in out_dir), 'gpt2' ... 'gpt2-xl', or a Hugging Face folder
@@ -47,7 +55,9 @@ DEFAULTS = dict(
     dtype=None,  # 'float32', 'bfloat16' or 'float16'; None: as train.py, bfloat16 where the device has it
     compile=False,  # torch.compile the transformer blocks (compiling takes tens of seconds before the first token)
     out_file=None,  # also write the samples (and the report) to this text file
-    haiku_report=False,  # judge the samples: syllables per line, 5-7-5 share, copies of training haiku, distinct-2
+    haiku_report=False,  # judge the samples: lines, syllables, the form's share, real words, copies, distinct-2
+    form=None,  # '5-7-5', any dash-separated syllable counts (5-7-5-7-7), or 'free'; None: 5-7-5 on haiku data
+    words=None,  # a file of more real words for --form (one per line), beside the CMU dictionary and the corpus
 )
 
 
@@ -67,47 +77,67 @@ def run(config: dict) -> list[str]:
     top_k, top_p = check_sampling(config["temperature"], config["top_k"], config["top_p"])
     if config["num_samples"] < 1 or config["max_new_tokens"] < 1:
         raise ValueError("num_samples and max_new_tokens must be at least 1")
+    form = None if config["form"] in (None, "free") else parse_form(config["form"])
     device = resolve_device(config["device"])
     dtype = resolve_dtype(config["dtype"], device)
     if config["init_from"] != "resume":
         check_name(config["init_from"])
     start = read_start(config["start"])
+    user_words = read_words(Path(config["words"])) if config["words"] else []
     model, tok, meta, data_dir = load_model(config["init_from"], config["out_dir"], device)
     if config["compile"]:
         for block in model.transformer.h:
             block.compile(dynamic=True)  # dynamic: a longer cache is not a new graph
     is_haiku = (meta or {}).get("dataset") == "haiku"
-    prompt = encode_prompt(start, tok, start_at_eot=is_haiku or not start)
+    form = HAIKU if config["form"] is None and is_haiku else form
+    prompt = encode_prompt(start, tok, start_at_eot=is_haiku or not start or form is not None)
     if len(prompt) > model.config.block_size:  # the model could not see the rest anyway
         block_size = model.config.block_size
         note(f"the prompt is {len(prompt)} tokens, longer than block_size {block_size}: keeping its last {block_size}")
         prompt = prompt[-block_size:]
+    corpus = training_haiku(data_dir)
+    lexicon = None
+    if form is not None or config["haiku_report"]:
+        alphabet = {c for c in tok.chars if len(c) == 1} if isinstance(tok, CharTokenizer) else None
+        lexicon = Lexicon.load(extra=words_of(corpus[2]) + user_words, alphabet=alphabet)
+    logits_filter = None
+    if form is not None:
+        constraint = FormConstraint(tok, form, lexicon)
+        if config["max_new_tokens"] < constraint.max_tokens():
+            raise ValueError(f"form {config['form'] or '5-7-5'} may take up to {constraint.max_tokens()} tokens to "
+                             f"finish; raise max_new_tokens to at least that")  # fmt: skip
+        logits_filter = constraint.logits_filter(constraint.start(start, config["num_samples"]))
 
-    live = config["num_samples"] == 1
     generator = torch.Generator(device).manual_seed(config["seed"])
     sampling = dict(temperature=config["temperature"], top_k=top_k, top_p=top_p, generator=generator)
-    stop_token = tok.eot_id if is_haiku else None
-    samples, shown = [], ""
+    stop_token = tok.eot_id if is_haiku or form is not None else None
     with autocast(device, dtype):
-        stream = stream_samples(
-            model, tok, prompt, config["num_samples"], config["max_new_tokens"], live, stop_token=stop_token, **sampling
-        )
-        for text, done in stream:
-            if live:  # print what is new since the last token
-                print(text[len(shown) :], end="\n" if done else "", flush=True)
-                shown = text
-            elif done:
-                print(text, flush=True)
-            if done:
-                print(SEPARATOR, flush=True)
-                samples.append(text)
+        stream = stream_samples(model, tok, prompt, config["num_samples"], config["max_new_tokens"],
+                                config["num_samples"] == 1, stop_token=stop_token, logits_filter=logits_filter,
+                                **sampling)  # fmt: skip
+        samples = print_samples(stream, live=config["num_samples"] == 1)
     printed = "".join(f"{text}\n{SEPARATOR}\n" for text in samples)
     if config["haiku_report"]:
-        report = haiku_report(samples, training_haiku(data_dir))
+        report = haiku_report(samples, corpus[:2], form or HAIKU, lexicon, enforced=form is not None)
         print(report)
         printed += report + "\n"
     if config["out_file"]:
         write_text(Path(config["out_file"]), printed)
+    return samples
+
+
+def print_samples(stream: Iterator[tuple[str, bool]], live: bool) -> list[str]:
+    """Print each sample as it finishes (a single one as it grows), with a separator after each; return them."""
+    samples, shown = [], ""
+    for text, done in stream:
+        if live:  # print what is new since the last token
+            print(text[len(shown) :], end="\n" if done else "", flush=True)
+            shown = text
+        elif done:
+            print(text, flush=True)
+        if done:
+            print(SEPARATOR, flush=True)
+            samples.append(text)
     return samples
 
 
@@ -171,16 +201,18 @@ def stream_samples(
         yield tok.decode(head + rows[i]), True
 
 
-def training_haiku(data_dir: Path | None) -> tuple[set[str] | None, str]:
-    """The training split's haiku as prepare/haiku.py deduplicates them, and where they came from; None and the
-    reason when there are none to compare with."""
+def training_haiku(data_dir: Path | None) -> tuple[set[str] | None, str, list[str]]:
+    """The training split's haiku as prepare/haiku.py deduplicates them, where they came from (or why there are
+    none), and the training documents of a small dataset (whose words the lexicon takes)."""
     if data_dir is None or not (data_dir / "train.bin").is_file() or not (data_dir / "meta.json").is_file():
-        return None, "the checkpoint's training data folder was not found"
+        return None, "the checkpoint's training data folder was not found", []
     meta = read_meta(data_dir)
+    small = (data_dir / "train.bin").stat().st_size <= 2 * MAX_CORPUS_TOKENS
+    docs = documents(data_dir, "train", load_tokenizer(meta)) if small else []
     if meta.get("dataset") != "haiku":
-        return None, f"{data_dir} is not a haiku dataset"
-    keys = {dedupe_key(doc) for doc in documents(data_dir, "train", load_tokenizer(meta))}
-    return keys, f"{len(keys):,} training haiku in {data_dir}"
+        return None, f"{data_dir} is not a haiku dataset", docs
+    keys = {dedupe_key(doc) for doc in docs}
+    return keys, f"{len(keys):,} training haiku in {data_dir}", docs
 
 
 def note(message: str) -> None:

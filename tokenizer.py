@@ -39,6 +39,10 @@ class Tokenizer:
     def decode(self, ids: list[int]) -> str:
         raise NotImplementedError
 
+    def token_bytes(self, i: int) -> bytes:
+        """The UTF-8 bytes of one token (a BPE token may hold part of a character)."""
+        raise NotImplementedError
+
     def meta(self) -> dict:
         """The meta.json fields that load_tokenizer rebuilds this tokenizer from."""
         return {"tokenizer": self.name, "vocab_size": self.vocab_size, "eot_id": self.eot_id}
@@ -63,6 +67,9 @@ class BPETokenizer(Tokenizer):
 
     def decode(self, ids: list[int]) -> str:
         return self.encoding.decode([i for i in ids if i < self.vocab_size])
+
+    def token_bytes(self, i: int) -> bytes:
+        return self.encoding.decode_single_token_bytes(i)
 
 
 class CharTokenizer(Tokenizer):
@@ -111,6 +118,9 @@ class CharTokenizer(Tokenizer):
 
     def decode(self, ids: list[int]) -> str:
         return "".join(self.chars[i] for i in ids if i < self.vocab_size)
+
+    def token_bytes(self, i: int) -> bytes:
+        return self.chars[i].encode()
 
     def meta(self) -> dict:
         return {**super().meta(), "chars": self.chars}

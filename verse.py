@@ -69,11 +69,15 @@ def distinct_2(samples: list[str]) -> tuple[int, int]:
     return len(set(bigrams)), len(bigrams)
 
 
-def haiku_report(samples: list[str], corpus: tuple[set[str] | None, str], form: tuple[int, ...] = HAIKU) -> str:
-    """Each sample's lines with their syllable counts, then the shares of samples with the form's number of lines,
-    of the form itself and of copies of training haiku, and distinct-2.
+def haiku_report(
+    samples: list[str], corpus: tuple[set[str] | None, str], form: tuple[int, ...] = HAIKU, lexicon=None,
+    enforced: bool = False,
+) -> str:  # fmt: skip
+    """Each sample's lines with their syllable counts, then the shares of samples with the form's number of lines, of
+    the form itself, of real words (those in lexicon) and of copies of training haiku, and distinct-2.
 
-    corpus: the training haiku's dedupe keys (or None) and where they came from (or why there are none)."""
+    corpus: the training haiku's dedupe keys (or None) and where they came from (or why there are none); enforced:
+    the form was imposed while sampling, so its share measures the constraint rather than the model."""
     keys, source = corpus
     name = format_form(form)
     out = ["haiku report"]
@@ -87,17 +91,22 @@ def haiku_report(samples: list[str], corpus: tuple[set[str] | None, str], form: 
         out += [f"  {count_line(line):2d}  {line}" for line in lines]
     total = len(samples)
 
-    def share(k: int) -> str:
-        return f"{k}/{total} ({k / total:.0%})"
+    def share(k: int, n: int = total) -> str:
+        return f"{k}/{n} ({k / n:.0%})" if n else "n/a"
 
-    unique, bigrams = distinct_2(samples)
     number = {3: "three", 5: "five"}.get(len(form), str(len(form)))
     out.append(f"{number} lines: {share(lined)}")
-    out.append(f"{name}: {share(shaped)}")
+    how = "enforced while sampling: this measures the constraint, not the model (--form=free judges the model)"
+    out.append(f"{name}: {share(shaped)}" + (f", {how}" if enforced else ""))
+    if lexicon is not None:
+        said = [w.strip("'") for sample in samples for w in words(sample) if w.strip("'")]
+        real = sum(w in lexicon.counts for w in said)
+        out.append(f"real words: {share(real, len(said))} (the CMU dictionary, the training corpus, --words)")
     if keys is None:
         out.append(f"copied from the training set: not computed ({source})")
     else:
         out.append(f"copied from the training set: {share(copied)}, compared with {source}")
+    unique, bigrams = distinct_2(samples)
     d2 = f"{unique / bigrams:.3f}" if bigrams else "n/a"
     out.append(f"distinct-2: {d2} ({unique} unique of {bigrams} word bigrams)")
     return "\n".join(out)

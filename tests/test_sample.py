@@ -15,8 +15,9 @@ import sample
 import tokenizer
 from checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from data import read_meta
+from form import Lexicon
 from model import GPT, GPTConfig
-from verse import dedupe_key, haiku_report
+from verse import dedupe_key, haiku_report, words
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.usefixtures("tiny_gpt2_bpe")
@@ -30,7 +31,8 @@ def run(capsys, *args: str) -> tuple[list[str], str]:
 
 
 def test_haiku_stop_at_end_of_text_and_same_seed_same_samples(char_run, capsys):
-    args = (f"--out_dir={char_run}", "--num_samples=8", "--max_new_tokens=120", "--temperature=1")
+    args = (f"--out_dir={char_run}", "--num_samples=8", "--max_new_tokens=120", "--temperature=1", "--form=free")
+    args += ("--dtype=float32",)  # as model.generate below runs
     samples, out = run(capsys, *args)
     assert len(samples) == 8 and "<|endoftext|>" not in out
     assert run(capsys, *args)[1] == out
@@ -55,11 +57,18 @@ def test_prompt_file_continues_the_haiku_and_long_prompts_keep_their_end(char_ru
     prompt = tmp_path / "prompt.txt"
     prompt.write_text("old pond\n")
     samples, _ = run(
-        capsys, f"--out_dir={char_run}", f"--start=FILE:{prompt}", "--num_samples=3", "--max_new_tokens=30"
+        capsys,
+        f"--out_dir={char_run}",
+        f"--start=FILE:{prompt}",
+        "--num_samples=3",
+        "--max_new_tokens=30",
+        "--form=free",
     )
     assert all(s.startswith("old pond\n") for s in samples)
 
-    sample.main([f"--out_dir={char_run}", "--start=" + "the pond " * 20, "--num_samples=1", "--max_new_tokens=5"])
+    sample.main(
+        [f"--out_dir={char_run}", "--start=" + "the pond " * 20, "--num_samples=1", "--max_new_tokens=5", "--form=free"]
+    )
     captured = capsys.readouterr()
     assert captured.err.strip() == "note: the prompt is 181 tokens, longer than block_size 64: keeping its last 64"
     assert captured.out[:64] == ("the pond " * 20)[-64:]
@@ -101,14 +110,16 @@ def test_bfloat16_on_cpu_and_out_file(char_run, capsys, tmp_path):
         "--dtype=bfloat16",
         "--num_samples=2",
         "--max_new_tokens=20",
+        "--form=free",
         f"--out_file={out_file}",
     )
     assert out_file.read_text() == out and len(samples) == 2
 
 
 def test_haiku_report(char_run):
-    corpus = sample.training_haiku(char_run.parent / "haiku_char")
-    first = min(corpus[0])  # some training haiku's key; rebuild that haiku from the train split
+    keys, source, docs = sample.training_haiku(char_run.parent / "haiku_char")
+    corpus = (keys, source)
+    first = min(keys)  # some training haiku's key; rebuild that haiku from the train split
     train = tokenizer.load_tokenizer(read_meta(char_run.parent / "haiku_char")).decode(
         np.fromfile(char_run.parent / "haiku_char" / "train.bin", dtype=np.uint16).tolist()
     )
@@ -118,7 +129,8 @@ def test_haiku_report(char_run):
         "an old silent pond\na frog jumps into the pond\nsplash silence again",
         "two lines only\nand not more",
     ]
-    report = haiku_report(samples, corpus).splitlines()
+    lexicon = Lexicon({"an": 1, "old": 1, "silent": 2, "pond": 1, "a": 1, "frog": 1, "jumps": 1, "into": 2})
+    report = haiku_report(samples, corpus, lexicon=lexicon).splitlines()
     assert report[1] == "sample 1: 3 lines 5-7-5 copied"
     assert report[5:9] == [
         "sample 2: 3 lines 5-7-5",
@@ -127,14 +139,19 @@ def test_haiku_report(char_run):
         "   5  splash silence again",
     ]
     assert report[9:12] == ["sample 3: 2 lines", "   4  two lines only", "   3  and not more"]
-    assert report[12:15] == [
+    real = sum(w in lexicon.counts for s in samples for w in words(s))
+    assert report[12:16] == [
         "three lines: 2/3 (67%)",
         "5-7-5: 2/3 (67%)",
-        f"copied from the training set: 1/3 (33%), compared with {corpus[1]}",
+        f"real words: {real}/{len(words(' '.join(samples)))} ({real / len(words(' '.join(samples))):.0%}) "
+        "(the CMU dictionary, the training corpus, --words)",
+        f"copied from the training set: 1/3 (33%), compared with {source}",
     ]
-    assert report[15].startswith("distinct-2: ")
+    assert report[16].startswith("distinct-2: ")
+    assert len(docs) == len(keys) and all(dedupe_key(d) in keys for d in docs)
     missing = sample.training_haiku(char_run.parent / "gone")
-    assert missing == (None, "the checkpoint's training data folder was not found")
+    assert missing == (None, "the checkpoint's training data folder was not found", [])
+    missing = missing[:2]
     assert haiku_report(samples, missing).splitlines()[14] == (
         "copied from the training set: not computed (the checkpoint's training data folder was not found)"
     )
@@ -142,12 +159,13 @@ def test_haiku_report(char_run):
 
 
 def test_haiku_report_flag(char_run, capsys, tmp_path):
-    _, out = run(capsys, f"--out_dir={char_run}", "--haiku_report=True", "--num_samples=3", "--max_new_tokens=60")
-    assert "haiku report" in out and "training haiku in" in out
+    _, out = run(capsys, f"--out_dir={char_run}", "--haiku_report=True", "--num_samples=3", "--form=free")
+    assert "haiku report" in out and "training haiku in" in out and "real words: " in out
+    assert "5-7-5: " in out and "enforced" not in out
     moved = load_checkpoint(char_run)
     moved["config"]["dataset"] = str(tmp_path / "gone")
     save_checkpoint(moved, tmp_path / "ckpt.pt")
-    _, out = run(capsys, f"--out_dir={tmp_path}", "--haiku_report=True", "--num_samples=2", "--max_new_tokens=60")
+    _, out = run(capsys, f"--out_dir={tmp_path}", "--haiku_report=True", "--num_samples=2", "--form=free")
     assert "not computed" in out
 
 
@@ -189,7 +207,7 @@ def test_checkpoint_of_another_shape_is_one_line(char_run, tmp_path):
 
 
 def test_runs_as_a_script_from_another_folder(char_run, tmp_path):
-    cmd = [sys.executable, str(ROOT / "sample.py"), f"--out_dir={char_run}", "--num_samples=2", "--max_new_tokens=20"]
+    cmd = [sys.executable, str(ROOT / "sample.py"), f"--out_dir={char_run}", "--num_samples=2", "--max_new_tokens=250"]
     result = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.count(sample.SEPARATOR) == 2
@@ -198,7 +216,7 @@ def test_runs_as_a_script_from_another_folder(char_run, tmp_path):
 
 
 def test_a_reader_that_stops_early_ends_it_quietly(char_run, tmp_path):
-    cmd = [sys.executable, str(ROOT / "sample.py"), f"--out_dir={char_run}", "--num_samples=2", "--max_new_tokens=20"]
+    cmd = [sys.executable, str(ROOT / "sample.py"), f"--out_dir={char_run}", "--num_samples=2", "--max_new_tokens=250"]
     proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     proc.stdout.close()  # as `| head` does once it has its lines: every write now fails with a broken pipe
     stderr = proc.stderr.read()
