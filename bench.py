@@ -14,19 +14,24 @@ so compare figures from the same run, not absolute times across runs.
 
 import json
 import os
+import random
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import regex
+import tiktoken
 import torch
 
 from checkpoint import build_checkpoint, save_checkpoint
 from device import matmul_flops, peak_flops, resolve_device
 from model import GPT, GPTConfig
+from tokenizer import EOT, GPT2_PATTERN, BPETokenizer
 
 REPO = Path(__file__).resolve().parent
 GPT2_124M = {"n_layer": 12, "n_head": 12, "n_embd": 768}
@@ -226,30 +231,27 @@ def run_peak_mb(cmd: list[str], env: dict) -> float:
     return usage.ru_maxrss / 1024
 
 
-# The start of both scripts below, each run in a fresh process: the repository on sys.path, and a stand-in for GPT-2's
-# BPE files, which cannot be downloaded here.
-_SCRIPT_START = r"""
-import contextlib, io, json, random, resource, sys, time
-from collections import Counter
-from pathlib import Path
-
-import regex
-import tiktoken
-
-sys.path.insert(0, sys.argv[1])
-
-
 def stand_in_encoding(corpus: str = "") -> tiktoken.Encoding:
-    # GPT-2's pre-tokenizer pattern and 50,257 ids: the 256 bytes, every piece of corpus as one token (as GPT-2 has
-    # most English words), then random strings
-    pat = r"'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
+    """A stand-in for GPT-2's BPE, whose files cannot be downloaded here: GPT-2's pre-tokenizer pattern and 50,257 ids,
+    the 256 bytes, every piece of corpus as one token (as GPT-2 has most English words), then random strings."""
     ranks = {bytes([i]): i for i in range(256)}
-    for piece, _ in Counter(regex.findall(pat, corpus)).most_common():
+    for piece, _ in Counter(regex.findall(GPT2_PATTERN, corpus)).most_common():
         ranks.setdefault(piece.encode(), len(ranks))
     rng = random.Random(0)
     while len(ranks) < 50256:
         ranks.setdefault(bytes(rng.randrange(97, 123) for _ in range(rng.randint(2, 8))), len(ranks))
-    return tiktoken.Encoding("gpt2", pat_str=pat, mergeable_ranks=ranks, special_tokens={"<|endoftext|>": 50256})
+    return tiktoken.Encoding("gpt2", pat_str=GPT2_PATTERN, mergeable_ranks=ranks, special_tokens={EOT: 50256})
+
+
+# The scripts below run in a fresh process each, with the repository on sys.path.
+_SCRIPT_START = r"""
+import contextlib, io, json, resource, sys, time
+from pathlib import Path
+
+import regex
+
+sys.path.insert(0, sys.argv[1])
+from bench import stand_in_encoding
 """
 
 # A fresh process per measurement, so that its peak memory is this run's alone.
@@ -310,75 +312,55 @@ def bench_prepare(device: torch.device | None = None, repo: Path = REPO, sizes_m
                 print(f"{tokenizer:>9} {mb:9.1f} {speed} {r['tokens']:12,} {peak:>27}")
 
 
-# A fresh process per measurement, so that OMP_NUM_THREADS takes effect as it would for a user.
-_SAMPLE_RUN = (
-    _SCRIPT_START
-    + r"""
-import sample
-import tokenizer
-
-stand_in = stand_in_encoding()
-tokenizer.tiktoken.get_encoding = lambda name: stand_in
-times = []
-for config in json.loads(sys.argv[2]):
-    with contextlib.redirect_stdout(io.StringIO()):
-        t0 = time.perf_counter()
-        samples = sample.run(sample.DEFAULTS | config)
-        times.append(time.perf_counter() - t0)
-print(json.dumps({"seconds": times, "chars": [len(s) for s in samples]}))
-"""
-)
-
-
-def bench_sample(device: torch.device, demo: Path = REPO / "out-haiku-char") -> None:
-    """sample.py's speed: 10 haiku from the char demo, command to first haiku, and 256 tokens from a 124M shape."""
-    from configurator import read_config_file
-    from data import read_meta
-
-    def measure(*configs: dict) -> dict:
-        cmd = [
-            sys.executable,
-            "-c",
-            _SAMPLE_RUN,
-            str(REPO),
-            json.dumps([{"device": str(device), **c} for c in configs]),
-        ]
-        return json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
+def bench_sample(device: torch.device, demo: Path = REPO / "out-haiku-bpe") -> None:
+    """Form-constrained against free sampling: 100 haiku from the demo checkpoint, command to finish; and per token
+    with a GPT-2 124M shape (random weights, the stand-in GPT-2 BPE), 10 haiku in a batch."""
+    from form import FormConstraint, Lexicon
 
     with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        # The char demo: its trained checkpoint if `python train.py config/train_haiku_char.py` has run, else a model
-        # of the same shape with random weights (whose haiku end at random, so the token count differs).
-        if (demo / "ckpt.pt").is_file():
-            what = f"trained checkpoint {demo}"
-        else:
-            shape = read_config_file(REPO / "config" / "train_haiku_char.py")
-            meta = read_meta(REPO / "data" / "haiku_char")
+        if not (demo / "ckpt.pt").is_file():  # the demo's shape with random weights until the quick start has run
+            from configurator import read_config_file
+            from data import read_meta
+
+            shape = read_config_file(REPO / "config" / "train_haiku_bpe.py")
+            meta = read_meta(REPO / "data" / shape["dataset"])
             keys = ("n_layer", "n_head", "n_embd", "block_size")
             config = GPTConfig(vocab_size=-(-meta["vocab_size"] // 64) * 64, **{k: shape[k] for k in keys})
-            demo = tmp / "demo"
+            demo = Path(tmp) / "demo"
             save_checkpoint(build_checkpoint(GPT(config), {}, meta), demo / "ckpt.pt")
-            what = "RANDOM weights in the demo's shape (no out-haiku-char checkpoint)"
-        result = measure({"out_dir": str(demo)})
-        tokens = sum(n + 1 for n in result["chars"])  # one id per character, plus each haiku's end-of-text
-        print(f"== sample: char demo, {what}, 10 haiku: {tokens / result['seconds'][0]:,.0f} tok/s")
-        t0 = time.perf_counter()
-        cmd = [sys.executable, str(REPO / "sample.py"), f"--out_dir={demo}", f"--device={device}"]
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=tmp)
-        proc.stdout.readline()
-        first = time.perf_counter() - t0
-        proc.communicate()
-        print(f"`python sample.py --out_dir=...`: first haiku line after {first:.2f} s, all 10 after "
-              f"{time.perf_counter() - t0:.2f} s")  # fmt: skip
+        times = {"free": float("inf"), "5-7-5": float("inf")}
+        for _ in range(2):  # alternating, so that other work on the machine slows both alike
+            for form in times:
+                cmd = [
+                    sys.executable,
+                    str(REPO / "sample.py"),
+                    f"--out_dir={demo}",
+                    "--num_samples=100",
+                    f"--form={form}",
+                ]
+                t0 = time.perf_counter()
+                subprocess.run([*cmd, f"--device={device}"], capture_output=True, check=True, cwd=tmp)
+                times[form] = min(times[form], time.perf_counter() - t0)
+        print(f"== sample: 100 haiku from {demo}, `python sample.py` start to finish: free {times['free']:.1f} s, "
+              f"5-7-5 {times['5-7-5']:.1f} s ({times['5-7-5'] / times['free']:.2f}x)")  # fmt: skip
 
-        meta = {"tokenizer": "gpt2", "vocab_size": 50257, "eot_id": 50256, "dataset": "openwebtext"}
-        save_checkpoint(build_checkpoint(GPT(GPTConfig()), {}, meta), tmp / "124m" / "ckpt.pt")  # 124M, vocab 50304
-        for dtype in ("float32", "bfloat16"):
-            base = {"out_dir": str(tmp / "124m"), "num_samples": 1, "dtype": dtype}
-            # both runs load the model and take the prompt; the difference is 256 generated tokens
-            short, full = measure(base | {"max_new_tokens": 1}, base | {"max_new_tokens": 257})["seconds"]
-            print(f"== sample: GPT-2 124M shape (random weights), 1 sample, {dtype}: {256 / (full - short):6.1f} "
-                  f"tok/s over 256 tokens (+{short:.2f} s to load and take the first)")  # fmt: skip
+    tok = BPETokenizer(stand_in_encoding((REPO / "prepare" / "haiku_corpus.txt").read_text()))
+    model = GPT(GPTConfig(), seed=0).to(device).eval()  # 124M
+    t0 = time.perf_counter()
+    constraint = FormConstraint(tok, (5, 7, 5), Lexicon.load())
+    setup = time.perf_counter() - t0
+    idx = torch.full((10, 1), tok.eot_id, device=device)
+    kw = dict(temperature=0.8, top_k=200, generator=torch.Generator(device).manual_seed(0))
+    model.generate(idx, 4)  # warm up
+    rows = constraint.logits_filter(constraint.start("", 10))
+    t_form, out = timed(
+        lambda: model.generate(idx, constraint.max_tokens(), stop_token=tok.eot_id, logits_filter=rows, **kw)
+    )
+    steps = out.size(1) - 1
+    t_free, _ = timed(lambda: model.generate(idx, steps, **kw))
+    print(f"== sample: GPT-2 124M shape, stand-in GPT-2 BPE, 10 haiku in a batch ({steps} steps): free "
+          f"{t_free / steps * 1000:.0f} ms/step, 5-7-5 {t_form / steps * 1000:.0f} ms/step ({t_form / t_free:.2f}x); "
+          f"the lexicon and token tables took {setup:.1f} s")  # fmt: skip
 
 
 BENCHES = {

@@ -1,5 +1,6 @@
 """
-Export a GPT-2 BPE checkpoint to a Hugging Face GPT-2 folder: config.json, model.safetensors and the tokenizer files.
+Export a BPE checkpoint (GPT-2's BPE, or one learnt by prepare/haiku.py --tokenizer bpe) to a Hugging Face GPT-2
+folder: config.json, model.safetensors and the tokenizer files.
 
     python export.py --out_dir=out-haiku --hf_dir=out-haiku-hf
     python export.py --out_dir=out-haiku/ckpt.pt --hf_dir=out-haiku-last-hf   # the latest rather than the best
@@ -14,8 +15,8 @@ and in sample.py: python sample.py --init_from=out-haiku-hf --start="autumn moon
 
 The weights are model.py's own, renamed by its loader's rule run backwards (the four Conv1D weights transposed, the
 tied lm_head left out), so transformers' greedy tokens are this repository's. The vocabulary keeps the model's padded
-size, so that generation sees the same logits. The tokenizer files (vocab.json, merges.txt) are written from tiktoken's
-GPT-2 encoding, so no download is needed. A char-level checkpoint cannot be exported: GPT-2's tokenizer has no
+size, so that generation sees the same logits. The tokenizer files (vocab.json, merges.txt) are written from the
+tiktoken encoding, so no download is needed. A char-level checkpoint cannot be exported: GPT-2's tokenizer has no
 character table.
 """
 
@@ -27,7 +28,7 @@ from checkpoint import checkpoint_path, load_checkpoint, model_from_checkpoint
 from configurator import configure
 from files import error_line, replace_folder
 from hf import hf_config, hf_state_dict
-from tokenizer import EOT, gpt2_tokenizer
+from tokenizer import EOT, gpt2_tokenizer, load_tokenizer
 
 DEFAULTS = dict(
     out_dir="out",  # the folder train.py wrote (its best.pt is read, else ckpt.pt), or a checkpoint file
@@ -48,12 +49,12 @@ def export(out_dir: str, hf_dir: str = "") -> Path:
     """Write the Hugging Face folder for the checkpoint in out_dir (or the checkpoint file out_dir); return its path."""
     ckpt = load_checkpoint(out_dir, best=True)
     meta = ckpt["meta"] or {"tokenizer": "gpt2"}  # nanoGPT's checkpoints have no meta: they are GPT-2 BPE
-    if meta.get("tokenizer") != "gpt2":
+    if meta.get("tokenizer") not in ("gpt2", "bpe"):
         raise ValueError(
-            f"{out_dir} holds a {meta.get('tokenizer')}-level model; only GPT-2 BPE checkpoints can be exported, "
+            f"{out_dir} holds a {meta.get('tokenizer')}-level model; only BPE checkpoints can be exported, "
             "as Hugging Face's GPT-2 tokenizer has no character table"
         )
-    tok = gpt2_tokenizer()
+    tok = gpt2_tokenizer() if meta["tokenizer"] == "gpt2" else load_tokenizer(meta)
     model = model_from_checkpoint(ckpt, "cpu")  # also checks that the weights fit the model's shape
     hf_dir = Path(hf_dir) if hf_dir else checkpoint_path(out_dir).parent / "hf"
     files = {

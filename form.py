@@ -15,8 +15,9 @@ The rules, checked character by character as a token's text is appended to a row
 - A partial word is allowed only if some lexicon word completes it within the line's remaining syllables: no row is
   ever left without a way to finish, so every sample ends within max_new_tokens (max_tokens() says how many).
 - A line breaks only when its syllables reach its count exactly; after the last line only end-of-text may follow.
-- Between words: one space and punctuation, at most MAX_GAP characters in all (no space opens a line or follows its
-  last syllable); digits and other symbols never.
+- Between words: spaces (never two in a row, none at a line's start or after its last syllable) and punctuation, at
+  most MAX_GAP characters in all; a word starts at a line's start or after a space, an opening quote or a dash;
+  digits and other symbols never. Letters alone are not words (the dictionary lists them), except a, I and O.
 """
 
 import bisect
@@ -32,6 +33,7 @@ import syllables
 from tokenizer import Tokenizer
 
 PUNCTUATION = set(',.;:!?"()-') | set("\u2014\u2013\u2026\u201c\u201d")  # dashes, ellipsis, curly double quotes
+OPENERS = set('"(-') | set("\u2014\u2013\u201c")  # punctuation a word may follow directly, as it may a space
 APOSTROPHES = "'\u2019"
 MAX_GAP = 4  # characters between two words (or before a line break): ", " is 2, '..." ' is 5 and too many
 NEVER = 1 << 30  # the syllables of a prefix that no word completes
@@ -49,10 +51,10 @@ class Lexicon:
     @classmethod
     def load(cls, extra: list[str] = (), alphabet: set[str] | None = None) -> "Lexicon":
         """The CMU dictionary's words and the extra words, those spelt with the alphabet's letters (all if None)."""
-        counts = {w: n for w, n in syllables._dictionary().items() if n > 0 and WORD.fullmatch(w)}
+        counts = {w: n for w, n in syllables._dictionary().items() if n > 0 and WORD.fullmatch(w) and real(w)}
         for word in extra:
             word = word.lower().replace("\u2019", "'")
-            if word not in counts and WORD.fullmatch(word) and syllables.count_word(word) > 0:
+            if word not in counts and WORD.fullmatch(word) and real(word) and syllables.count_word(word) > 0:
                 counts[word] = syllables.count_word(word)
         if alphabet is not None:
             counts = {w: n for w, n in counts.items() if set(w) <= alphabet}
@@ -72,6 +74,11 @@ class Lexicon:
 WORD = re.compile(r"[a-z][a-z']*(?<!')")  # a lexicon word: lowercase letters, apostrophes inside
 
 
+def real(word: str) -> bool:
+    """Letters alone are not words, though the dictionary lists them (as spoken): a, I and O are."""
+    return len(word) > 1 or word in "aio"
+
+
 def words_of(texts: list[str]) -> list[str]:
     """The words of some texts, as the lexicon takes them (a corpus's vocabulary)."""
     return sorted({w for text in texts for w in re.findall(r"[A-Za-z][A-Za-z'\u2019]*", text)})
@@ -84,7 +91,7 @@ class State(NamedTuple):
     used: int  # syllables of the complete words on it
     word: str  # the partial word, as written
     gap: int  # characters since the last word or the line's start
-    spaced: bool = False  # a space among them: one is enough
+    last: str = ""  # the last of them: a word starts at a line's start or after a space, an opening quote or a dash
 
 
 DONE = State(-1, 0, "", 0)  # a row that has emitted end-of-text
@@ -149,6 +156,8 @@ class FormConstraint:
         if ch.isalpha() or (ch in APOSTROPHES and st.word):
             if st.word and ch.isupper():
                 return None  # capitals open words
+            if not st.word and st.gap and st.last != " " and st.last not in OPENERS:
+                return None  # no word straight after a comma or a full stop
             word = st.word + ch
             room = self.form[st.line] - st.used
             if self.lexicon.min_syllables(word.lower().replace("\u2019", "'")) > room:
@@ -163,12 +172,15 @@ class FormConstraint:
             return State(st.line + 1, 0, "", 0) if ok else None
         if st.gap >= MAX_GAP:
             return None
-        if ch == " ":
-            ok = (0 < st.used < target or (st.used == 0 and st.gap > 0)) and not st.spaced
-            return State(st.line, st.used, "", st.gap + 1, True) if ok else None
-        if ch in PUNCTUATION:
-            return State(st.line, st.used, "", st.gap + 1, st.spaced)
-        return None
+        if ch == " ":  # between two words only, and one at a time
+            ok = 0 < st.used < target and st.last != " "
+        elif ch in OPENERS:  # a word may follow: not on a full line (a straight quote may close one)
+            ok = st.used < target or ch == '"'
+        elif ch in PUNCTUATION:  # after a word, with room for a space after it unless the line is full
+            ok = st.used > 0 and (st.used == target or st.gap + 2 <= MAX_GAP)
+        else:
+            return None
+        return State(st.line, st.used, "", st.gap + 1, ch) if ok else None
 
     def advance_text(self, st: State, text: str) -> State | None:
         for ch in text:
@@ -203,7 +215,7 @@ class FormConstraint:
         room = self.form[st.line] - st.used
         if st.word:
             mask[self.continuations(st.word, room)] = True
-        else:  # a word may start here without a space: at the line's start, or after punctuation
+        elif st.gap == 0 or st.last == " " or st.last in OPENERS:  # a word may start here
             mask[self.kind1[self.start_min[self.kind1] <= room]] = True
         for i in self.kind4:  # rare: simulated one by one
             mask[i] = self.advance_text(st, self.pieces[i]) is not None
@@ -214,7 +226,7 @@ class FormConstraint:
         if st not in self.fresh_cache:
             mask = np.zeros(self.V, dtype=bool)
             target = self.form[st.line]
-            if (0 < st.used < target or (st.used == 0 and st.gap > 0)) and st.gap < MAX_GAP and not st.spaced:
+            if 0 < st.used < target and st.gap < MAX_GAP and st.last != " ":
                 mask |= (self.kind == 2) & (self.start_min <= target - st.used)
             for i in self.kind3:
                 mask[i] = self.advance_text(st, self.pieces[i]) is not None

@@ -1,8 +1,10 @@
 """
-Tokenizers for the datasets: GPT-2's BPE (through tiktoken) and a character table, both rebuilt from meta.json.
+Tokenizers for the datasets: GPT-2's BPE (through tiktoken), a byte-level BPE learnt from the dataset itself, and a
+character table, each rebuilt from meta.json.
 
-    from tokenizer import load_tokenizer, gpt2_tokenizer, CharTokenizer
+    from tokenizer import load_tokenizer, gpt2_tokenizer, train_bpe, CharTokenizer
     tok = load_tokenizer(json.load(open("data/haiku_char/meta.json")))
+    tok = BPETokenizer(train_bpe(texts, vocab_size=4096), name="bpe")   # what prepare/haiku.py --tokenizer bpe does
     ids = tok.encode("old pond\nfrog leaps in<|endoftext|>")   # the marker becomes tok.eot_id
     text = tok.decode(ids)                                       # eot decodes back to "<|endoftext|>"
 
@@ -12,13 +14,18 @@ nanoGPT's char tables (its meta.pkl) have no end-of-text: their eot_id is None. 
 are dropped by decode: models pad their vocabulary to a multiple of 64.
 """
 
+import heapq
 import os
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 
 import numpy as np
+import regex
 import tiktoken
 
 EOT = "<|endoftext|>"
+# GPT-2's pre-tokenizer: BPE merges never cross these pieces (words with their leading space, numbers, punctuation)
+GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 
 
 class Tokenizer:
@@ -49,13 +56,14 @@ class Tokenizer:
 
 
 class BPETokenizer(Tokenizer):
-    """GPT-2's byte-level BPE, or any tiktoken Encoding that has an "<|endoftext|>" token (tests pass small ones)."""
+    """GPT-2's byte-level BPE ("gpt2"), one learnt from a dataset ("bpe"), or any tiktoken Encoding that has an
+    "<|endoftext|>" token (tests pass small ones)."""
 
-    def __init__(self, encoding: tiktoken.Encoding):
+    def __init__(self, encoding: tiktoken.Encoding, name: str = "gpt2"):
         if EOT not in encoding.special_tokens_set:
             raise ValueError(f"tiktoken encoding {encoding.name!r} has no {EOT} token")
         self.encoding = encoding
-        self.name = "gpt2"
+        self.name = name
         self.vocab_size = encoding.n_vocab
         self.eot_id = encoding.eot_token
 
@@ -70,6 +78,12 @@ class BPETokenizer(Tokenizer):
 
     def token_bytes(self, i: int) -> bytes:
         return self.encoding.decode_single_token_bytes(i)
+
+    def meta(self) -> dict:
+        if self.name == "gpt2":
+            return super().meta()
+        tokens = [self.encoding.decode_single_token_bytes(i).hex() for i in range(self.eot_id)]
+        return {**super().meta(), "bpe": tokens}  # a learnt BPE: its tokens in rank order, the merges implied
 
 
 class CharTokenizer(Tokenizer):
@@ -141,10 +155,59 @@ def gpt2_tokenizer(encoding: tiktoken.Encoding | None = None) -> BPETokenizer:
     return BPETokenizer(encoding)
 
 
+def same_vocabulary(meta: dict, other: dict) -> bool:
+    """Whether two meta.json files describe the same token ids."""
+    return all(meta.get(k) == other.get(k) for k in ("tokenizer", "vocab_size", "chars", "bpe"))
+
+
+def train_bpe(texts: Iterable[str], vocab_size: int) -> tiktoken.Encoding:
+    """A byte-level BPE learnt from texts as GPT-2's was: split by GPT-2's pattern, start from the 256 bytes, merge
+    the most frequent adjacent pair into a new token until there are vocab_size - 1, then add <|endoftext|>. Ties go
+    to the smaller bytes, so the same texts always give the same tokens."""
+    counts = Counter(piece for text in texts for piece in regex.findall(GPT2_PATTERN, text))
+    tokens = [bytes([i]) for i in range(256)]
+    words, freq = [list(piece.encode()) for piece in counts], list(counts.values())
+    pairs, where = Counter(), defaultdict(set)  # each adjacent pair's count, and the words it is in
+    for w, ids in enumerate(words):
+        for pair in zip(ids, ids[1:]):
+            pairs[pair] += freq[w]
+            where[pair].add(w)
+    heap = [(-n, tokens[a] + tokens[b], (a, b)) for (a, b), n in pairs.items()]
+    heapq.heapify(heap)
+    while len(tokens) < vocab_size - 1 and heap:
+        n, _, pair = heapq.heappop(heap)
+        if -n != pairs[pair] or n == 0:
+            continue  # an entry from before the pair's count changed
+        new, changed = len(tokens), set()
+        tokens.append(tokens[pair[0]] + tokens[pair[1]])
+        for w in where.pop(pair):
+            ids, merged, i = words[w], [], 0
+            while i < len(ids):
+                step = 2 if (ids[i], ids[i + 1] if i + 1 < len(ids) else None) == pair else 1
+                merged.append(new if step == 2 else ids[i])
+                i += step
+            for old, gained in ((ids, -freq[w]), (merged, freq[w])):  # the word's pairs out, the merged word's in
+                for p in zip(old, old[1:]):
+                    pairs[p] += gained
+                    changed.add(p)
+                    if gained > 0:
+                        where[p].add(w)
+            words[w] = merged
+        for p in changed:
+            if pairs[p] > 0:
+                heapq.heappush(heap, (-pairs[p], tokens[p[0]] + tokens[p[1]], p))
+    ranks = {token: i for i, token in enumerate(tokens)}
+    return tiktoken.Encoding("bpe", pat_str=GPT2_PATTERN, mergeable_ranks=ranks, special_tokens={EOT: len(tokens)})
+
+
 def load_tokenizer(meta: dict, encoding: tiktoken.Encoding | None = None) -> Tokenizer:
     """The tokenizer a dataset was written with, from its meta.json alone (`encoding` replaces GPT-2's in tests)."""
     if meta.get("tokenizer") == "char":
         return CharTokenizer(list(meta["chars"]))
     if meta.get("tokenizer") == "gpt2":
         return gpt2_tokenizer(encoding)
-    raise ValueError(f"meta.json names an unknown tokenizer {meta.get('tokenizer')!r} (expected 'gpt2' or 'char')")
+    if meta.get("tokenizer") == "bpe":
+        ranks = {bytes.fromhex(token): i for i, token in enumerate(meta["bpe"])}
+        learnt = tiktoken.Encoding("bpe", pat_str=GPT2_PATTERN, mergeable_ranks=ranks, special_tokens={EOT: len(ranks)})
+        return BPETokenizer(learnt, name="bpe")
+    raise ValueError(f"meta.json names an unknown tokenizer {meta.get('tokenizer')!r} (expected gpt2, bpe or char)")

@@ -33,6 +33,7 @@ from data import Split, find_dataset, read_meta
 from files import error_line
 from hf import check_name
 from model import GPT, GPTConfig
+from tokenizer import same_vocabulary
 
 DEFAULTS = trainer.DEFAULTS
 
@@ -52,7 +53,7 @@ def check_init(config: dict, user: dict) -> None:
 def check_vocab(meta: dict, init_from: str, ckpt_meta: dict | None) -> None:
     """Refuse data whose token ids mean something else to the model, before any weights are read or downloaded."""
     data_desc = f"the dataset's {meta['tokenizer']} vocabulary of {meta['vocab_size']}"
-    if ckpt_meta is not None and any(ckpt_meta.get(k) != meta.get(k) for k in ("tokenizer", "vocab_size", "chars")):
+    if ckpt_meta is not None and not same_vocabulary(ckpt_meta, meta):
         raise ValueError(f"the checkpoint was trained on a different vocabulary than {data_desc}")
     if init_from not in ("scratch", "resume") and meta["tokenizer"] != "gpt2":
         raise ValueError(

@@ -3,6 +3,7 @@ Prepare the haiku dataset: read, clean and deduplicate haiku, split them train/v
 
     python prepare/haiku.py                            # the embedded corpus, GPT-2 BPE -> data/haiku/
     python prepare/haiku.py --tokenizer char           # one id per character -> data/haiku_char/
+    python prepare/haiku.py --tokenizer bpe            # a 4,096-token BPE learnt from the haiku -> data/haiku_bpe/
     python prepare/haiku.py --input all_haiku.csv --input mine.txt --val_fraction 0.05 --out_dir data/haiku_big
 
 Sources: prepare/haiku_corpus.txt unless --input is given (repeatable). The format comes from the file's extension:
@@ -39,7 +40,7 @@ import tiktoken  # noqa: E402
 
 from files import error_line  # noqa: E402
 from prepare.common import ROOT, decode_bytes, split_hash, write_dataset  # noqa: E402
-from tokenizer import CharTokenizer, gpt2_tokenizer  # noqa: E402
+from tokenizer import BPETokenizer, CharTokenizer, gpt2_tokenizer, train_bpe  # noqa: E402
 from verse import dedupe_key, is_575  # noqa: E402
 
 CORPUS_PATH = Path(__file__).with_name("haiku_corpus.txt")
@@ -292,13 +293,16 @@ def prepare(
     tokenizer: str = "gpt2",
     val_fraction: float = 0.1,
     encoding: tiktoken.Encoding | None = None,
+    vocab_size: int = 4096,
 ) -> dict:
     """Read, clean, split and tokenize; print the report; return the meta.json written (`encoding` replaces GPT-2's)."""
     if not 0 < val_fraction < 1:
         raise ValueError(f"--val_fraction must be between 0 and 1, got {val_fraction}")
-    if tokenizer not in ("gpt2", "char"):
-        raise ValueError(f"--tokenizer must be gpt2 or char, got {tokenizer!r}")
-    out_dir = out_dir or ROOT / "data" / ("haiku" if tokenizer == "gpt2" else "haiku_char")
+    if tokenizer not in ("gpt2", "bpe", "char"):
+        raise ValueError(f"--tokenizer must be gpt2, bpe or char, got {tokenizer!r}")
+    if tokenizer == "bpe" and not 257 <= vocab_size <= 65536:
+        raise ValueError(f"--vocab_size must be between 257 (the bytes and end-of-text) and 65,536, got {vocab_size}")
+    out_dir = out_dir or ROOT / "data" / ("haiku" if tokenizer == "gpt2" else f"haiku_{tokenizer}")
     for path in inputs or []:  # the files named first, then what they need (GPT-2's BPE files may need a download)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: {'a folder; pass each file' if path.is_dir() else 'no such file'}")
@@ -306,11 +310,19 @@ def prepare(
     haiku, meta = load_haiku(inputs or [CORPUS_PATH])
     train, val = split_haiku(haiku, val_fraction)
     meta["counts"].update(train_haiku=len(train), val_haiku=len(val))
-    tok = bpe or CharTokenizer.from_texts(haiku)
+    tok = bpe or haiku_tokenizer(tokenizer, haiku if tokenizer == "char" else train, vocab_size)
     splits = {"train": [(h, True) for h in train], "val": [(h, True) for h in val]}
     meta = write_dataset(out_dir, splits, tok, {"dataset": "haiku", "val_fraction": val_fraction, **meta})
     print_report(meta, out_dir)
     return meta
+
+
+def haiku_tokenizer(kind: str, haiku: list[str], vocab_size: int = 4096):
+    """The char table of the haiku (all of them, so that every character has an id), or a BPE learnt from them (the
+    training split's: every text still encodes, as bytes): the same haiku always give the same one."""
+    if kind == "char":
+        return CharTokenizer.from_texts(haiku)
+    return BPETokenizer(train_bpe(haiku, vocab_size), name="bpe")
 
 
 def print_report(meta: dict, out_dir: Path) -> None:
@@ -332,12 +344,14 @@ def print_report(meta: dict, out_dir: Path) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--input", type=Path, action="append", help="a haiku file (repeatable); default: the corpus")
-    parser.add_argument("--tokenizer", choices=("gpt2", "char"), default="gpt2")
+    parser.add_argument("--tokenizer", choices=("gpt2", "bpe", "char"), default="gpt2",
+                        help="GPT-2's BPE, a BPE learnt from these haiku, or one id per character")  # fmt: skip
+    parser.add_argument("--vocab_size", type=int, default=4096, help="of a learnt BPE (--tokenizer bpe)")
     parser.add_argument("--val_fraction", type=float, default=0.1)
-    parser.add_argument("--out_dir", type=Path, help="default: data/haiku (gpt2) or data/haiku_char (char)")
+    parser.add_argument("--out_dir", type=Path, help="default: data/haiku (gpt2), data/haiku_bpe or data/haiku_char")
     args = parser.parse_args(argv)
     try:
-        prepare(args.input, args.out_dir, args.tokenizer, args.val_fraction)
+        prepare(args.input, args.out_dir, args.tokenizer, args.val_fraction, vocab_size=args.vocab_size)
     except (ValueError, OSError, RuntimeError) as e:  # OSError: a missing file, a full disk
         sys.exit(f"error: {error_line(e)}")
 

@@ -1,6 +1,5 @@
 """bench.py's helper scripts run (timings are not checked: speed lives in the benchmark, not in tests)."""
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -8,8 +7,6 @@ from pathlib import Path
 import pytest
 
 import bench
-from checkpoint import build_checkpoint, save_checkpoint
-from model import GPT, GPTConfig
 
 pytestmark = pytest.mark.slow
 
@@ -24,14 +21,10 @@ def test_prepare_bench_runs_both_tokenizers(capsys):
     assert all(int(row[4].replace(",", "")) > 100_000 for row in rows)  # tokens written from ~1 MB of haiku
 
 
-def test_sample_script_runs_with_the_stand_in_encoding(tmp_path):
-    config = GPTConfig(block_size=16, vocab_size=50304, n_layer=1, n_head=2, n_embd=8)
-    meta = {"tokenizer": "gpt2", "vocab_size": 50257, "eot_id": 50256, "dataset": "openwebtext"}
-    save_checkpoint(build_checkpoint(GPT(config), {}, meta), tmp_path / "ckpt.pt")
-    configs = [{"out_dir": str(tmp_path), "num_samples": 2, "max_new_tokens": n, "dtype": "float32"} for n in (1, 5)]
-    cmd = [sys.executable, "-c", bench._SAMPLE_RUN, str(REPO), json.dumps(configs)]
-    result = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=tmp_path).stdout)
-    assert len(result["seconds"]) == 2 and len(result["chars"]) == 2  # two runs; the last one's two samples
+def test_the_stand_in_encoding_is_gpt2_shaped():
+    enc = bench.stand_in_encoding("the old pond\na frog leaps in")
+    assert enc.n_vocab == 50257 and enc.eot_token == 50256
+    assert enc.encode(" pond") == [enc.encode_single_token(b" pond")] and enc.decode(enc.encode("a frog")) == "a frog"
 
 
 def test_run_peak_mb_reports_the_child_peak_and_raises_on_failure():

@@ -131,7 +131,7 @@ def test_default_folder_is_next_to_the_checkpoint(bpe_run, tmp_path):
 @pytest.mark.parametrize(
     "args, words",
     [
-        (["--out_dir={char}", "--hf_dir={tmp}/hf"], ["char-level model", "GPT-2 BPE"]),
+        (["--out_dir={char}", "--hf_dir={tmp}/hf"], ["char-level model", "only BPE checkpoints"]),
         (["--out_dir={tmp}"], ["no checkpoint at"]),
         (["--out_dir={bpe}", "--hf_dir={bpe}"], ["holds ckpt.pt", "not an earlier export"]),  # the run itself
         (["--hf=x"], ["did you mean 'hf_dir'"]),
@@ -149,4 +149,21 @@ def test_help(capsys):
     with pytest.raises(SystemExit) as e:
         export.main(["--help"])
     out = capsys.readouterr().out
-    assert e.value.code == 0 and out.startswith("Export a GPT-2 BPE checkpoint") and "--hf_dir=''" in out
+    assert e.value.code == 0 and out.startswith("Export a BPE checkpoint") and "--hf_dir=''" in out
+
+
+def test_a_learnt_bpe_exports_with_its_own_tokenizer_files(tmp_path, corpus, train_checkpoint):
+    from prepare import haiku
+
+    haiku.prepare(out_dir=tmp_path / "haiku_bpe", tokenizer="bpe", vocab_size=400)
+    out = train_checkpoint(tmp_path / "haiku_bpe", tmp_path / "out", steps=30)
+    export.main([f"--out_dir={out}", f"--hf_dir={tmp_path / 'hf'}"])
+    tok = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
+    ours = tokenizer.load_tokenizer(load_checkpoint(out)["meta"])
+    text = corpus[5] + "<|endoftext|>" + corpus[6]
+    assert tok.encode(text) == ours.encode(text) and tok.eos_token_id == ours.eot_id == 399
+    hf = transformers.GPT2LMHeadModel.from_pretrained(tmp_path / "hf").eval()
+    prompt = torch.tensor([ours.encode(corpus[7][:20])])
+    with torch.no_grad():
+        torch.testing.assert_close(hf(prompt).logits, model_from_checkpoint(load_checkpoint(out)).eval()(prompt)[0],
+                                   rtol=0, atol=1e-5)  # fmt: skip

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from prepare import common, haiku, openwebtext, text
-from tokenizer import CharTokenizer, gpt2_tokenizer, load_tokenizer
+from tokenizer import CharTokenizer, gpt2_tokenizer, load_tokenizer, train_bpe
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -196,6 +196,17 @@ def test_haiku_split_is_stable_as_the_corpus_grows():
     assert haiku.split_haiku(poems[:2], 0.01)[1]  # at least one val haiku
     with pytest.raises(ValueError, match="at least 2"):
         haiku.split_haiku(poems[:1], 0.1)
+
+
+def test_haiku_bpe_tokenizer_is_learnt_from_the_training_split(tmp_path):
+    meta = haiku.prepare(write_messy_sources(tmp_path), tmp_path / "out", "bpe", 0.3, vocab_size=300)
+    assert meta["tokenizer"] == "bpe" and meta["vocab_size"] == 300 and len(meta["bpe"]) == 299
+    train, val = documents(tmp_path / "out", "train"), documents(tmp_path / "out", "val")
+    assert train and val and "cold wind in the pines\nthe kettle hums on the stove\ngrandmother is home" in train + val
+    assert load_tokenizer(meta).encoding._mergeable_ranks == train_bpe(train, 300)._mergeable_ranks
+    with pytest.raises(SystemExit) as e:
+        haiku.main(["--tokenizer", "bpe", "--vocab_size", "100", "--out_dir", str(tmp_path / "small")])
+    assert_one_line_error(e, "--vocab_size must be between 257")
 
 
 def test_haiku_char_tokenizer(tmp_path):

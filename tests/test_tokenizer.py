@@ -5,7 +5,7 @@ import requests
 import tiktoken
 
 import tokenizer
-from tokenizer import EOT, BPETokenizer, CharTokenizer, gpt2_tokenizer, load_tokenizer
+from tokenizer import EOT, BPETokenizer, CharTokenizer, gpt2_tokenizer, load_tokenizer, same_vocabulary, train_bpe
 
 
 def test_bpe_round_trip_and_end_of_text(tiny_encoding):
@@ -83,3 +83,17 @@ def test_a_char_table_without_end_of_text():
     assert tok.eot_id is None and tok.encode("ab a\n") == [2, 3, 1, 2, 0] and tok.decode([3, 2]) == "ba"
     with pytest.raises(ValueError, match="has no <|endoftext|>"):
         tok.encode("a<|endoftext|>b")
+
+
+def test_a_bpe_learnt_from_texts(corpus):
+    """The most frequent pieces become tokens, in a fixed order; meta.json rebuilds the same tokenizer."""
+    encoding = train_bpe(corpus[:400], 400)
+    assert encoding.n_vocab == 400 and encoding.eot_token == 399
+    assert train_bpe(corpus[:400], 400)._mergeable_ranks == encoding._mergeable_ranks  # the same every time
+    assert encoding.encode_ordinary(" the") == [encoding.encode_single_token(b" the")]  # a frequent word is one token
+    tok = BPETokenizer(encoding, name="bpe")
+    text = corpus[401] + "<|endoftext|>naïve 🐸"  # text it never saw still encodes, as bytes
+    assert tok.decode(tok.encode(text)) == text and tok.encode(text).count(399) == 1
+    loaded = load_tokenizer(json.loads(json.dumps(tok.meta())))
+    assert loaded.name == "bpe" and loaded.encode(text) == tok.encode(text)
+    assert same_vocabulary(tok.meta(), loaded.meta()) and not same_vocabulary(tok.meta(), {**tok.meta(), "bpe": []})
