@@ -3,8 +3,9 @@
 #   python train.py config/finetune_haiku.py
 #   python sample.py --out_dir=out-haiku/best.pt --haiku_report=True
 # The run is ~120k tokens, seconds of GPU time; downloading the weights (1.5 GB) and compiling take longer.
-# The embedded corpus is ~1,000 haiku, ~25k tokens. With a real one (prepare/haiku.py --input FILE, ~100k haiku,
-# ~2.5M tokens) keep the rest but raise max_iters and lr_decay_iters to ~2000 and eval_interval to 100: ~3 passes.
+# The embedded corpus is ~3,000 haiku, ~55k GPT-2 tokens (estimated from its 49k pre-tokens). With a real one
+# (prepare/haiku.py --input FILE, ~100k haiku, ~2.5M tokens) keep the rest but raise max_iters and lr_decay_iters to
+# ~2000 and eval_interval to 100: ~3 passes.
 
 out_dir = "out-haiku"
 dataset = "haiku"
@@ -20,10 +21,10 @@ init_from = "gpt2-medium"
 # poem starts and stops, and steps cost an eighth of GPT-2's 1024 context.
 block_size = 128
 batch_size = 16
-gradient_accumulation_steps = 2  # 16 x 128 x 2 = 4,096 tokens per step, ~1/5 of the embedded corpus
+gradient_accumulation_steps = 2  # 16 x 128 x 2 = 4,096 tokens per step, ~1/12 of the embedded corpus
 
-# ~25k tokens are memorised within a few passes: 30 steps is ~5 passes. Eval every 5 steps and keep the checkpoint
-# with the best val loss rather than the last one.
+# ~50k training tokens are memorised within a few passes: 30 steps is ~2.5 passes. Eval every 5 steps and keep the
+# checkpoint with the best val loss rather than the last one.
 max_iters = 30
 eval_interval = 5
 eval_iters = 20

@@ -3,7 +3,7 @@ Prepare the haiku dataset: read, clean and deduplicate haiku, split them train/v
 
     python prepare/haiku.py                            # the embedded corpus, GPT-2 BPE -> data/haiku/
     python prepare/haiku.py --tokenizer char           # one id per character -> data/haiku_char/
-    python prepare/haiku.py --tokenizer bpe            # a 4,096-token BPE learnt from the haiku -> data/haiku_bpe/
+    python prepare/haiku.py --tokenizer bpe            # a 5,120-token BPE learnt from the haiku -> data/haiku_bpe/
     python prepare/haiku.py --input all_haiku.csv --input mine.txt --val_fraction 0.05 --out_dir data/haiku_big
 
 Sources: prepare/haiku_corpus.txt unless --input is given (repeatable). The format comes from the file's extension:
@@ -293,7 +293,7 @@ def prepare(
     tokenizer: str = "gpt2",
     val_fraction: float = 0.1,
     encoding: tiktoken.Encoding | None = None,
-    vocab_size: int = 4096,
+    vocab_size: int = 5120,
 ) -> dict:
     """Read, clean, split and tokenize; print the report; return the meta.json written (`encoding` replaces GPT-2's)."""
     if not 0 < val_fraction < 1:
@@ -317,7 +317,7 @@ def prepare(
     return meta
 
 
-def haiku_tokenizer(kind: str, haiku: list[str], vocab_size: int = 4096):
+def haiku_tokenizer(kind: str, haiku: list[str], vocab_size: int = 5120):
     """The char table of the haiku (all of them, so that every character has an id), or a BPE learnt from them (the
     training split's: every text still encodes, as bytes): the same haiku always give the same one."""
     if kind == "char":
@@ -346,7 +346,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--input", type=Path, action="append", help="a haiku file (repeatable); default: the corpus")
     parser.add_argument("--tokenizer", choices=("gpt2", "bpe", "char"), default="gpt2",
                         help="GPT-2's BPE, a BPE learnt from these haiku, or one id per character")  # fmt: skip
-    parser.add_argument("--vocab_size", type=int, default=4096, help="of a learnt BPE (--tokenizer bpe)")
+    parser.add_argument("--vocab_size", type=int, default=5120, help="of a learnt BPE (--tokenizer bpe)")
     parser.add_argument("--val_fraction", type=float, default=0.1)
     parser.add_argument("--out_dir", type=Path, help="default: data/haiku (gpt2), data/haiku_bpe or data/haiku_char")
     args = parser.parse_args(argv)
