@@ -176,8 +176,8 @@ class FormConstraint:
             ok = 0 < st.used < target and st.last != " "
         elif ch in OPENERS:  # a word may follow: not on a full line (a straight quote may close one)
             ok = st.used < target or ch == '"'
-        elif ch in PUNCTUATION:  # after a word, with room for a space after it unless the line is full
-            ok = st.used > 0 and (st.used == target or st.gap + 2 <= MAX_GAP)
+        elif ch in PUNCTUATION:  # after a word, with room for a space after it unless the line is full; no ",,"
+            ok = st.used > 0 and (st.used == target or st.gap + 2 <= MAX_GAP) and (ch != st.last or ch == ".")
         else:
             return None
         return State(st.line, st.used, "", st.gap + 1, ch) if ok else None

@@ -63,8 +63,9 @@ def test_the_rules_character_by_character():
     st = form.advance_text(st, "it's")
     assert form.can_end(st) and form.advance_text(st, " ") is None and form.advance_text(st, "\n") is None
     assert form.advance_text(start, "go 7") is None  # no digits
-    assert form.advance_text(start, "go" + "," * (MAX_GAP - 1)) is not None  # room left for a space
-    assert form.advance_text(start, "go" + "," * MAX_GAP) is None
+    assert form.advance_text(start, "go" + "." * (MAX_GAP - 1)) is not None  # room left for a space
+    assert form.advance_text(start, "go" + "." * MAX_GAP) is None
+    assert form.advance_text(start, "go,,") is None and form.advance_text(start, "go!?") is not None
     assert form.advance_text(start, "go,slow") is None  # a word starts after a space, not straight after a comma
     assert form.advance_text(start, 'go "slow"') is not None and form.advance_text(start, ",go") is None
     assert form.advance_text(start, "go  ") is None  # one space is enough
