@@ -13,6 +13,8 @@ A checkpoint is a dict with nanoGPT's keys, so nanoGPT's own ckpt.pt files load 
     rng         one dict per DDP rank: torch / cuda / python / numpy generator states
     sampler     one torch.Generator state per DDP rank: where the random training windows continue from
     meta        the dataset's meta.json, so sampling needs no data folder
+    base        (LoRA adapters trained on pretrained weights) the Hub name or folder of those weights: then `model`
+                holds the adapters alone, and loading reads the base and adds them (lora.py)
 Only tensors and Python primitives go inside, so loading uses torch.load(weights_only=True): a file that holds
 anything else (a pickle that could run code) is refused.
 """
@@ -25,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import lora
 from files import atomic_write
 
 CKPT_NAME = "ckpt.pt"  # the latest checkpoint; best.pt beside it holds the one with the best val loss
@@ -42,9 +45,12 @@ def build_checkpoint(
     rng: list | None = None,
     sampler: list | None = None,
 ) -> dict:
-    """The checkpoint dict of an unwrapped, uncompiled model and what a resumed run needs to continue exactly."""
+    """The checkpoint dict of an unwrapped, uncompiled model and what a resumed run needs to continue exactly; of
+    LoRA adapters on pretrained weights, the adapters alone and the name of their base."""
+    base = getattr(model, "base", None) if getattr(model.config, "lora_rank", 0) else None
     return {
-        "model": model.state_dict(),
+        "model": lora.adapter_state(model) if base else model.state_dict(),
+        "base": base,
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
         "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
         "model_args": dataclasses.asdict(model.config),
@@ -110,7 +116,7 @@ def load_checkpoint(path_or_out_dir: str | Path, map_location: str | torch.devic
     ckpt["model"] = clean_state_dict(ckpt["model"])
     # nanoGPT stores best_val_loss as a tensor and has no meta; give every reader the same shape
     ckpt["best_val_loss"] = float(ckpt.get("best_val_loss", float("inf")))
-    for key in ("meta", "scaler", "optimizer", "rng", "sampler"):
+    for key in ("meta", "scaler", "optimizer", "rng", "sampler", "base"):
         ckpt.setdefault(key, None)
     ckpt.setdefault("config", {})
     ckpt.setdefault("resolved", {})
@@ -130,14 +136,31 @@ def clean_state_dict(state_dict: dict) -> dict:
 
 def model_from_checkpoint(ckpt: dict, device: str | torch.device = "cpu"):
     """The GPT a checkpoint describes, built on the meta device (no throwaway random init), then given the
-    checkpoint's weights and moved to device (in train mode)."""
+    checkpoint's weights and moved to device (in train mode). LoRA adapters with a base: the base, then the adapters."""
     from model import GPT, GPTConfig
 
     fields = {f.name for f in dataclasses.fields(GPTConfig)}
+    config = GPTConfig(
+        **{k: tuple(v) if isinstance(v, list) else v for k, v in ckpt["model_args"].items() if k in fields}
+    )
+    if ckpt["base"]:
+        model = GPT.from_pretrained(ckpt["base"], dropout=config.dropout, block_size=config.block_size)
+        for key in ("lora_rank", "lora_alpha", "lora_dropout", "lora_targets"):
+            setattr(model.config, key, getattr(config, key))
+        lora.add_adapters(model)
+        load_weights(model, ckpt["model"], only=lora.ADAPTERS)
+        return model.to(device)
     with torch.device("meta"):
-        model = GPT(GPTConfig(**{k: v for k, v in ckpt["model_args"].items() if k in fields}))
-    state_dict = dict(ckpt["model"])
-    expected = model.state_dict()
+        model = GPT(config)
+    load_weights(model, ckpt["model"])
+    model.tie_weights()  # assign=True gave wte and lm_head a parameter each: share one again
+    return model.to(device)
+
+
+def load_weights(model, state_dict: dict, only: tuple[str, ...] = ()) -> None:
+    """Assign a checkpoint's weights to model (those whose names end with `only`, if given), checked in one line."""
+    state_dict = dict(state_dict)
+    expected = {k: v for k, v in model.state_dict().items() if not only or k.endswith(only)}
     # older nanoGPT models registered the causal mask as a buffer named attn.bias; it is not a weight
     for key in [k for k in state_dict if k not in expected and k.endswith((".attn.bias", ".attn.masked_bias"))]:
         del state_dict[key]
@@ -150,9 +173,7 @@ def model_from_checkpoint(ckpt: dict, device: str | torch.device = "cpu"):
             else f"missing {missing[:3]}, unexpected {unexpected[:3]}"
         )
         raise RuntimeError(f"the checkpoint's weights do not fit its model_args ({detail})")
-    model.load_state_dict(state_dict, assign=True)
-    model.tie_weights()  # assign=True gave wte and lm_head a parameter each: share one again
-    return model.to(device)
+    model.load_state_dict(state_dict, assign=True, strict=not only)
 
 
 def rng_state(device: torch.device) -> dict:

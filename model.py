@@ -36,6 +36,16 @@ class GPTConfig:
     n_embd: int = 768  # width of the residual stream
     dropout: float = 0.0  # 0 for pretraining, 0.1+ when fine-tuning a small dataset
     bias: bool = True  # biases in Linear and LayerNorm layers, as GPT-2 has
+    # GPT-Neo differs from GPT-2 only in these three:
+    scale_attn: bool = True  # divide attention scores by sqrt(head size), as GPT-2 does (GPT-Neo does not)
+    qkv_bias: bool = True  # biases on the query, key and value projections (GPT-Neo has none)
+    local_layers: tuple[int, ...] = ()  # layers that attend only to the last window_size tokens (GPT-Neo: odd ones)
+    window_size: int = 256  # the local layers' window
+    # LoRA: trainable low-rank adapters beside the frozen projections named in lora_targets (lora.py)
+    lora_rank: int = 0  # 0: no adapters
+    lora_alpha: float = 16.0  # the adapters' output is scaled by lora_alpha / lora_rank
+    lora_dropout: float = 0.0  # dropout on the adapters' input
+    lora_targets: tuple[str, ...] = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")
 
 
 class KVCache:
@@ -74,12 +84,17 @@ class Linear(nn.Linear):
 
     packed: tuple | None = None  # (key, weight, bias) of the copy
     use_packed = False  # set by GPT.stream while it runs
+    lora_rank = 0  # adapters: lora_A (rank, in) and lora_B (out, rank), when lora.add_adapters has added them
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.use_packed or torch.compiler.is_compiling():  # compiled code packs weights its own way
-            return F.linear(x, self.weight, self.bias)
-        _, weight, bias = self.packed
-        return torch.ops.mkldnn._linear_pointwise(x.to(weight.dtype), weight, bias, "none", [], "")
+            y = F.linear(x, self.weight, self.bias)
+        else:
+            _, weight, bias = self.packed
+            y = torch.ops.mkldnn._linear_pointwise(x.to(weight.dtype), weight, bias, "none", [], "")
+        if self.lora_rank:  # W x + (alpha / r) B A x, with B zero at first: the base model until B learns
+            y = y + F.linear(F.linear(self.lora_dropout(x), self.lora_A), self.lora_B) * self.lora_scale
+        return y
 
     def __getstate__(self) -> dict:
         return {**super().__getstate__(), "packed": None, "use_packed": False}  # copies and pickles leave it out
@@ -95,12 +110,15 @@ class Linear(nn.Linear):
 
 
 class CausalSelfAttention(nn.Module):
-    def __init__(self, config: GPTConfig):
+    def __init__(self, config: GPTConfig, local: bool = False):
         super().__init__()
         assert config.n_embd % config.n_head == 0, "n_embd must be divisible by n_head"
         self.n_head = config.n_head
         self.dropout = config.dropout
-        self.c_attn = Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)  # q, k, v for all heads
+        self.scale = None if config.scale_attn else 1.0  # None: SDPA's 1/sqrt(head size)
+        self.window = config.window_size if local else None  # a local layer sees only the last window tokens
+        qkv_bias = config.bias and config.qkv_bias
+        self.c_attn = Linear(config.n_embd, 3 * config.n_embd, bias=qkv_bias)  # q, k, v for all heads
         self.c_proj = Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.resid_dropout = nn.Dropout(config.dropout)
 
@@ -114,8 +132,16 @@ class CausalSelfAttention(nn.Module):
             # Either a prompt at position 0 (causal mask) or one new token attending to everything before it.
             assert cache.pos == 0 or T == 1, "the cache takes a prompt at position 0, then one token at a time"
             k, v = cache.update(k, v)  # (B, nh, pos + T, hs)
+        mask = None
+        if self.window is not None and T == 1:
+            k, v = k[:, :, -self.window :], v[:, :, -self.window :]  # (B, nh, <= window, hs): the recent keys
+        elif self.window is not None and self.window < T:  # query i sees keys j with i - window < j <= i
+            i, j = torch.arange(T, device=x.device)[:, None], torch.arange(T, device=x.device)[None, :]
+            mask = (j <= i) & (j > i - self.window)  # (T, T)
         dropout = self.dropout if self.training else 0.0
-        y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=T > 1)  # (B, nh, T, hs)
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=mask is None and T > 1, scale=self.scale
+        )  # (B, nh, T, hs)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C): heads side by side again
         return self.resid_dropout(self.c_proj(y))
 
@@ -133,10 +159,10 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, config: GPTConfig):
+    def __init__(self, config: GPTConfig, local: bool = False):
         super().__init__()
         self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
-        self.attn = CausalSelfAttention(config)
+        self.attn = CausalSelfAttention(config, local)
         self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
         self.mlp = MLP(config)
 
@@ -154,7 +180,7 @@ class GPT(nn.Module):
                 wte=nn.Embedding(config.vocab_size, config.n_embd),
                 wpe=nn.Embedding(config.block_size, config.n_embd),
                 drop=nn.Dropout(config.dropout),
-                h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
+                h=nn.ModuleList([Block(config, i in config.local_layers) for i in range(config.n_layer)]),
                 ln_f=nn.LayerNorm(config.n_embd, bias=config.bias),
             )
         )
@@ -162,6 +188,10 @@ class GPT(nn.Module):
         self.tie_weights()
         if not self.lm_head.weight.is_meta:  # loaders build on the meta device and assign the weights instead
             self._init_weights(seed)
+        if config.lora_rank:
+            from lora import add_adapters
+
+            add_adapters(self, seed)
 
     def tie_weights(self) -> None:
         """lm_head reads the token embedding table, as in GPT-2: one parameter, two uses."""

@@ -6,7 +6,9 @@ Sample from a trained model: a checkpoint written by train.py, or OpenAI's GPT-2
     python sample.py --out_dir=out-haiku-char --form=5-7-5-7-7 --words=names.txt                  # tanka, more words
     python sample.py --out_dir=out-haiku/best.pt --temperature=0.6 --top_p=0.9 --out_file=haiku.txt
     python sample.py --init_from=gpt2-xl --start="What is the answer to life?" --num_samples=1 --max_new_tokens=100
-    python sample.py --init_from=out-haiku-hf --start=FILE:prompt.txt        # a local Hugging Face GPT-2 folder
+    python sample.py --init_from=out-haiku-hf --start=FILE:prompt.txt        # a local Hugging Face folder
+    python sample.py --init_from=EleutherAI/gpt-neo-1.3B --start="What is the meaning of life" --max_new_tokens=50 \
+        --temperature=0.9 --out_file=out.txt
 
 Options are --key=value overrides or config files of assignments, as in train.py; DEFAULTS below lists them. The
 tokenizer (char or GPT-2 BPE) comes from the checkpoint's meta.json. On haiku data an empty start begins at end-of-text
@@ -42,7 +44,7 @@ SEPARATOR = "---------------"
 MAX_CORPUS_TOKENS = 20_000_000  # a training set read for its words (the lexicon) and its haiku (copies) at most
 
 DEFAULTS = dict(
-    init_from="resume",  # 'resume' (the checkpoint in out_dir), 'gpt2' ... 'gpt2-xl', or a Hugging Face folder
+    init_from="resume",  # 'resume' (out_dir's checkpoint), 'gpt2' ... 'gpt2-xl', 'EleutherAI/gpt-neo-1.3B', a folder
     out_dir="out",  # the folder train.py wrote (its best.pt is read, else ckpt.pt), or a checkpoint file
     start="",  # the prompt, or FILE:path to read it from a file; empty: the start of a new document
     num_samples=10,  # generated together, as one batch

@@ -1,12 +1,13 @@
 """
-Train a GPT-2 language model: from scratch, fine-tuned from OpenAI's weights, or resumed from out_dir. Config files
-and overrides work as in nanoGPT (see configurator.py); `python train.py --help` lists every key with its default
-(they are trainer.py's DEFAULTS, which classify.py shares).
+Train a GPT language model: from scratch, fine-tuned from OpenAI's GPT-2 or EleutherAI's GPT-Neo (all weights, or
+LoRA adapters), or resumed from out_dir. Config files and overrides work as in nanoGPT (see configurator.py);
+`python train.py --help` lists every key with its default (they are trainer.py's DEFAULTS, which classify.py shares).
 
 On one GPU, or on this laptop's CPU:
-    python train.py config/train_haiku_char.py                 # the offline demo: a char model in a few minutes
+    python train.py config/train_haiku_bpe.py                  # the offline demo: a small model in a few minutes
     python train.py config/finetune_haiku.py --batch_size=4    # GPT-2 fine-tuned on haiku
-    python train.py --init_from=resume --out_dir=out-haiku-char --max_iters=2000   # continue a run, same config
+    python train.py config/finetune_haiku_neo.py               # GPT-Neo 1.3B with LoRA adapters
+    python train.py --init_from=resume --out_dir=out-haiku-bpe --max_iters=2000   # continue a run, same config
 
 DDP on 8 GPUs of one node:
     torchrun --standalone --nproc_per_node=8 train.py config/train_gpt2.py
@@ -32,6 +33,7 @@ from checkpoint import model_from_checkpoint
 from data import Split, find_dataset, read_meta
 from files import error_line
 from hf import check_name
+from lora import add_adapters
 from model import GPT, GPTConfig
 from tokenizer import same_vocabulary
 
@@ -44,7 +46,7 @@ def check_init(config: dict, user: dict) -> None:
     if init_from in ("scratch", "resume"):
         return
     check_name(init_from)
-    ignored = [k for k in trainer.SHAPE_KEYS if k in user and k != "block_size"]
+    ignored = [k for k in trainer.SHAPE_KEYS if k in user and k != "block_size" and not k.startswith("lora_")]
     if ignored:
         raise ValueError(f"{ignored[0]}={user[ignored[0]]!r} does not apply to init_from={init_from}, which brings "
                          f"its own shape; drop --{ignored[0]}")  # fmt: skip
@@ -63,15 +65,23 @@ def check_vocab(meta: dict, init_from: str, ckpt_meta: dict | None) -> None:
 
 
 def init_model(config: dict, ckpt: dict | None, meta: dict) -> GPT:
-    """The model init_from asks for: a new one, the checkpoint's, or OpenAI's GPT-2."""
+    """The model init_from asks for: a new one, the checkpoint's, or OpenAI's GPT-2 or EleutherAI's GPT-Neo; with
+    LoRA adapters when lora_rank says so."""
+    adapters = dict(lora_rank=config["lora_rank"], lora_alpha=config["lora_alpha"], lora_dropout=config["lora_dropout"],
+                    lora_targets=tuple(config["lora_targets"].split(",")))  # fmt: skip
     if config["init_from"] == "scratch":
         shape = {k: config[k] for k in ("n_layer", "n_head", "n_embd", "block_size", "bias", "dropout")}
         vocab_size = math.ceil(meta["vocab_size"] / 64) * 64  # a multiple of 64 keeps the matmuls fast
-        return GPT(GPTConfig(vocab_size=vocab_size, **shape), seed=config["seed"])
-    if ckpt is not None:
-        ckpt["model_args"]["dropout"] = config["dropout"]  # the one model setting a resumed run may change
+        return GPT(GPTConfig(vocab_size=vocab_size, **shape, **adapters), seed=config["seed"])
+    if ckpt is not None:  # dropout is the one model setting a resumed run may change
+        ckpt["model_args"].update(dropout=config["dropout"], lora_dropout=config["lora_dropout"])
         return model_from_checkpoint(ckpt)
-    return GPT.from_pretrained(config["init_from"], dropout=config["dropout"], block_size=config["block_size"])
+    model = GPT.from_pretrained(config["init_from"], dropout=config["dropout"], block_size=config["block_size"])
+    if config["lora_rank"]:
+        for key, value in adapters.items():
+            setattr(model.config, key, value)
+        add_adapters(model, config["seed"])
+    return model
 
 
 @torch.no_grad()

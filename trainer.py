@@ -30,10 +30,12 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 import checkpoint
 import configurator
 import ddp
+import lora
 from ddp import Ranks, print0
 from device import DTYPES, autocast, keep_freed_memory, resolve_compile, resolve_dtype
 from files import atomic_write, check_writable, write_json
 from metrics import Log, Metrics
+from model import GPTConfig
 
 DEFAULTS = dict(
     # I/O
@@ -60,6 +62,11 @@ DEFAULTS = dict(
     n_embd=768,
     dropout=0.0,  # 0 for pretraining, 0.1+ for fine-tuning; the one model key a resumed run may change
     bias=True,  # biases in Linear and LayerNorm layers, as GPT-2 has
+    # LoRA: train low-rank adapters beside frozen weights instead of every weight (lora.py)
+    lora_rank=0,  # 0: fine-tune every weight; 8 or 16: adapters of that rank on lora_targets, the rest frozen
+    lora_alpha=16.0,  # the adapters' output is scaled by lora_alpha / lora_rank
+    lora_dropout=0.0,  # dropout on the adapters' input
+    lora_targets="attn.c_attn,attn.c_proj,mlp.c_fc,mlp.c_proj",  # each block's projections that get adapters
     # AdamW
     learning_rate=6e-4,  # the peak, reached after warmup_iters
     max_iters=600000,  # total optimizer steps
@@ -78,7 +85,7 @@ DEFAULTS = dict(
     dtype=None,  # 'float32', 'bfloat16' or 'float16'; None: bfloat16 where the device runs it natively
     compile=None,  # torch.compile the model; None: on where it helps (CUDA)
 )
-SHAPE_KEYS = ("n_layer", "n_head", "n_embd", "block_size", "bias")  # fixed once a model exists
+SHAPE_KEYS = ("n_layer", "n_head", "n_embd", "block_size", "bias", "lora_rank", "lora_alpha", "lora_targets")
 # Seed offsets of the random streams, so no two share a sequence: + rank for each DDP rank.
 TRAIN_BATCHES_SEED, EVAL_BATCHES_SEED = 1_000, 2_000
 
@@ -98,11 +105,13 @@ def read_config(defaults: dict, argv: list[str], doc: str, sources: tuple) -> tu
     saved = {k: v for k, v in ckpt["config"].items() if k in defaults}
     config = {**defaults, **saved, **user, "init_from": "resume"}
     check_values(config)
-    for key in SHAPE_KEYS:
-        if key in user and key in ckpt["model_args"] and user[key] != ckpt["model_args"][key]:
+    for key in SHAPE_KEYS:  # fixed once a model exists
+        kept = ckpt["model_args"].get(key, GPTConfig.__dataclass_fields__[key].default)
+        kept = ",".join(kept) if key == "lora_targets" else kept
+        if key in user and user[key] != kept:
             raise ValueError(
-                f"{key}={user[key]!r} differs from the checkpoint's {key}={ckpt['model_args'][key]!r}: a resumed "
-                f"run keeps its model's shape; drop --{key}, or train a new model with another out_dir"
+                f"{key}={user[key]!r} differs from the checkpoint's {key}={kept!r}: a resumed run keeps its model's "
+                f"shape; drop --{key}, or train a new model with another out_dir"
             )
     changed = {k: (saved[k], config[k]) for k in user if k in saved and saved[k] != config[k] and k != "init_from"}
     detail = "; ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changed.items())
@@ -122,8 +131,16 @@ def check_values(config: dict) -> None:
         raise ValueError(f"n_embd={config['n_embd']} must be divisible by n_head={config['n_head']}")
     if config["dtype"] is not None and config["dtype"] not in DTYPES:
         raise ValueError(f"dtype={config['dtype']!r}: expected float32, bfloat16 or float16 (or None for the default)")
-    if not 0 <= config["dropout"] < 1:
-        raise ValueError(f"dropout={config['dropout']} must be in [0, 1)")
+    for key in ("dropout", "lora_dropout"):
+        if not 0 <= config[key] < 1:
+            raise ValueError(f"{key}={config[key]} must be in [0, 1)")
+    if config["lora_rank"] < 0:
+        raise ValueError(f"lora_rank={config['lora_rank']} must be 0 (no adapters: every weight trains) or more")
+    known = GPTConfig.__dataclass_fields__["lora_targets"].default
+    unknown = [t for t in config["lora_targets"].split(",") if t not in known]
+    if unknown:
+        names = ", ".join(known)
+        raise ValueError(f"lora_targets: {unknown[0]!r} is not a projection of the model; choose from {names}")
 
 
 def micro_steps(gradient_accumulation_steps: int, world_size: int) -> int:
@@ -180,10 +197,12 @@ def setup(config: dict, ckpt: dict | None, model, meta: dict, ranks: Ranks, devi
     compiled, problem = resolve_compile(config["compile"], device)
     if problem:
         print0(f"warning: {problem}; running eager", file=sys.stderr)
-    if ranks.rank == 0 and not config["eval_only"]:
+    if ranks.rank == 0:
         check_writable(Path(config["out_dir"]), "out_dir")  # before the first step, not at the first save
     if device.type == "cpu":
         keep_freed_memory()
+    if getattr(model.config, "lora_rank", 0):
+        lora.hold_base_in(model, DTYPES[dtype])  # frozen weights in the training dtype: half the memory in bfloat16
     model.to(device)
     optimizer = model.configure_optimizers(
         config["weight_decay"], config["learning_rate"], (config["beta1"], config["beta2"]), device.type
@@ -193,7 +212,8 @@ def setup(config: dict, ckpt: dict | None, model, meta: dict, ranks: Ranks, devi
     torch.manual_seed(config["seed"] + ranks.rank)  # dropout; the weights come from the model's own generator
     resolved = {
         "device": str(device), "dtype": dtype, "compile": compiled, "ranks": ranks.world_size,
-        "micro_steps_per_rank": accum_steps, "parameters": model.num_params(), "model": asdict(model.config),
+        "micro_steps_per_rank": accum_steps, "parameters": model.num_params(), "trainable": lora.trainable(model),
+        "model": asdict(model.config),
     }  # fmt: skip
     run = Run(config, resolved, meta, ranks, device, autocast(device, dtype), model, model, optimizer, scaler,
               generator, accum_steps)  # fmt: skip
@@ -307,7 +327,8 @@ def fit(
     tokens = run.accum_steps * ranks.world_size * config["batch_size"] * config["block_size"]
     print0(
         f"tokens per iteration: {tokens:,} = {ranks.world_size} ranks x {run.accum_steps} micro-steps x "
-        f"{config['batch_size']} x {config['block_size']}; {run.raw_model.num_params() / 1e6:.2f}M parameters"
+        f"{config['batch_size']} x {config['block_size']}; {run.raw_model.num_params() / 1e6:.2f}M parameters, "
+        f"{run.resolved['trainable'] / 1e6:.2f}M of them trained"
     )
     log = Log(run)
     with StopSignal() as stop, Metrics(run) as metrics:

@@ -167,3 +167,31 @@ def test_a_learnt_bpe_exports_with_its_own_tokenizer_files(tmp_path, corpus, tra
     with torch.no_grad():
         torch.testing.assert_close(hf(prompt).logits, model_from_checkpoint(load_checkpoint(out)).eval()(prompt)[0],
                                    rtol=0, atol=1e-5)  # fmt: skip
+
+
+def test_a_fine_tuned_gpt_neo_exports_a_folder_that_transformers_and_its_pipeline_load(bpe_run, tmp_path):
+    """train.py fine-tunes a tiny GPT-Neo (global and local layers) on the tiny BPE haiku; export.py writes a
+    GPTNeoForCausalLM folder whose greedy tokens, through from_pretrained and through pipeline, are sample.py's."""
+    import train
+
+    neo = transformers.GPTNeoConfig(vocab_size=320, max_position_embeddings=64, hidden_size=32, num_layers=2,
+                                    num_heads=2, attention_types=[[["global", "local"], 1]], window_size=8)  # fmt: skip
+    torch.manual_seed(0)
+    transformers.GPTNeoForCausalLM(neo).save_pretrained(tmp_path / "neo")
+    out = tmp_path / "out"
+    train.main([f"--init_from={tmp_path / 'neo'}", f"--dataset={bpe_run.parent / 'haiku'}", f"--out_dir={out}",
+                "--block_size=32", "--batch_size=8", "--gradient_accumulation_steps=1", "--max_iters=20",
+                "--eval_interval=20", "--eval_iters=2", "--learning_rate=3e-3", "--warmup_iters=2",
+                "--lr_decay_iters=20", "--dtype=float32", "--compile=False"])  # fmt: skip
+    export.main([f"--out_dir={out}", f"--hf_dir={tmp_path / 'hf'}"])
+    hf = transformers.GPTNeoForCausalLM.from_pretrained(tmp_path / "hf").eval()
+    options = {"start": "the old pond", "temperature": 0, "num_samples": 1, "max_new_tokens": 20, "dtype": "float32",
+               "form": "free"}  # fmt: skip
+    texts = sample.run(sample.DEFAULTS | options | {"out_dir": str(out)})
+    generate = transformers.pipeline("text-generation", model=str(tmp_path / "hf"))
+    piped = generate("<|endoftext|>the old pond", max_new_tokens=20, do_sample=False)[0]["generated_text"]
+    assert piped.removeprefix("<|endoftext|>") == texts[0]
+    prompt = torch.tensor([[258, *tokenizer.load_tokenizer(load_checkpoint(out)["meta"]).encode("the old pond")]])
+    ours = model_from_checkpoint(load_checkpoint(out)).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(hf(prompt).logits, ours(prompt)[0], rtol=0, atol=1e-5)

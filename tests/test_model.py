@@ -184,7 +184,7 @@ def test_hub_names_use_the_cache_and_explain_when_offline(tmp_path, hf_gpt2):
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True)
     assert "loaded 2 50" in out.stdout
     assert "could not download gpt2-medium from the Hugging Face Hub" in out.stderr
-    assert "pass the path of a local GPT-2 folder" in out.stderr
+    assert "pass the path of a local Hugging Face folder" in out.stderr
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -298,3 +298,55 @@ def test_off_is_spelled_the_same_everywhere():
     for off in ({"top_k": 0}, {"top_k": None}, {"top_p": 1.0}, {"top_p": None}, {"top_k": 0, "top_p": 1}):
         assert torch.equal(sampled(model, prompt, 10, seed=3, temperature=1.5, **off), plain), off
     assert check_sampling(1.0, 0, 1) == (None, None)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# GPT-Neo: the same model, configured
+
+
+def hf_neo(vocab_size: int = 50, positions: int = 48, window: int = 5):
+    """A tiny random Hugging Face GPT-Neo, global and local layers alternating, weights large enough to matter."""
+    transformers = pytest.importorskip("transformers")
+    config = transformers.GPTNeoConfig(
+        vocab_size=vocab_size, max_position_embeddings=positions, hidden_size=16, num_layers=4, num_heads=2,
+        attention_types=[[["global", "local"], 2]], window_size=window, bos_token_id=0, eos_token_id=0,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    hf = transformers.GPTNeoForCausalLM(config).eval()
+    with torch.no_grad():
+        for p in hf.parameters():
+            p.normal_(0.0, 0.2)
+    return hf
+
+
+@pytest.mark.parametrize("fmt", ["safetensors", "bin"])
+def test_gpt_neo_matches_hugging_face_past_its_local_window(tmp_path, fmt):
+    hf = hf_neo()
+    hf.save_pretrained(tmp_path, safe_serialization=fmt == "safetensors")
+    model = GPT.from_pretrained(str(tmp_path)).eval()
+    assert (model.config.scale_attn, model.config.qkv_bias, model.config.local_layers) == (False, False, (1, 3))
+    idx = torch.randint(0, 50, (2, 40), generator=torch.Generator().manual_seed(0))  # 40 tokens, windows of 5
+    with torch.no_grad():
+        torch.testing.assert_close(model(idx)[0], hf(idx).logits, rtol=0, atol=1e-5)
+    prompt = idx[:, :3]
+    theirs = hf.generate(prompt, max_new_tokens=30, do_sample=False, pad_token_id=0,
+                         attention_mask=torch.ones_like(prompt))  # fmt: skip
+    ours = model.generate(prompt, 30, temperature=0)
+    assert torch.equal(ours, theirs)
+    # the KV cache with local layers, also past block_size (48) where the window moves: the same tokens as recomputing
+    for kw in ({"temperature": 0}, {"temperature": 1.0, "top_k": 20}):
+        cached = sampled(model, prompt, 70, seed=3, **kw)
+        assert torch.equal(cached, sampled(model, prompt, 70, seed=3, use_cache=False, **kw))
+
+
+def test_gpt_neo_configs_the_model_cannot_express_are_refused_naming_the_field(tmp_path):
+    for field, value in [("activation_function", "relu"), ("attention_types", [[["global", "sparse"], 2]]),
+                         ("intermediate_size", 100)]:  # fmt: skip
+        hf_neo().save_pretrained(tmp_path / field)
+        config = json.loads((tmp_path / field / "config.json").read_text())
+        (tmp_path / field / "config.json").write_text(json.dumps({**config, field: value}))
+        with pytest.raises(ValueError, match=f"{field}=.* is not something this model can express"):
+            GPT.from_pretrained(str(tmp_path / field))
+    with pytest.raises(ValueError, match="unknown model 'EleutherAI/gpt-neo-9B'.*EleutherAI/gpt-neo-125M, "
+                                         "EleutherAI/gpt-neo-1.3B, EleutherAI/gpt-neo-2.7B"):  # fmt: skip
+        GPT.from_pretrained("EleutherAI/gpt-neo-9B")
