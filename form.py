@@ -97,48 +97,11 @@ class State(NamedTuple):
 DONE = State(-1, 0, "", 0)  # a row that has emitted end-of-text
 
 
-class FormConstraint:
-    """Which tokens keep each row within the form; see the module's docstring for the rules."""
+class Rules:
+    """The form's rules, one character at a time (see the module's docstring): where a row is, and where it may go."""
 
-    def __init__(self, tokenizer: Tokenizer, form: tuple[int, ...], lexicon: Lexicon):
-        self.tok, self.form, self.lexicon = tokenizer, tuple(form), lexicon
-        if tokenizer.eot_id is None:
-            raise ValueError("form-constrained sampling needs a tokenizer with an end-of-text token")
-        self.pieces = token_pieces(tokenizer)
-        missing = [name for ch, name in ((" ", "a space"), ("\n", "a newline")) if ch not in self.pieces]
-        if missing or not lexicon.words:
-            raise ValueError(f"this tokenizer cannot write {' or '.join(missing) or 'any lexicon word'}")
-        self.V = len(self.pieces)
-        self.device = torch.device("cpu")
-        # Token kinds: 1 word characters only, 2 a space then a word's start, 3 any other text starting at a boundary,
-        # 4 word characters then a boundary (rare: GPT-2's pre-tokenizer never makes them); 0 never allowed.
-        self.kind = np.zeros(self.V, dtype=np.int8)
-        self.start_min = np.full(self.V, NEVER, dtype=np.int64)  # kinds 1, 2: fewest syllables of the word begun
-        self.lower: dict[str, list[int]] = {}  # kind-1 tokens in lowercase, which may continue a word, by their text
-        for i, piece in enumerate(self.pieces):
-            if not piece or i == tokenizer.eot_id:
-                continue
-            letters = piece[1:] if piece[0] == " " else piece
-            if all(ch.isalpha() or ch in APOSTROPHES for ch in letters) and letters:
-                self.kind[i] = 1 if letters is piece else 2
-                if letters[0].isalpha() and letters[1:] == letters[1:].lower():
-                    self.start_min[i] = lexicon.min_syllables(letters.lower().replace("\u2019", "'"))
-                if self.kind[i] == 1 and piece == piece.lower():
-                    self.lower.setdefault(piece.replace("\u2019", "'"), []).append(i)
-            elif piece[0].isalpha() or piece[0] in APOSTROPHES:
-                self.kind[i] = 4
-            else:
-                self.kind[i] = 3
-        self.kind1 = np.flatnonzero(self.kind == 1)
-        self.kind3, self.kind4 = np.flatnonzero(self.kind == 3), np.flatnonzero(self.kind == 4)
-        self.fresh_cache: dict[State, torch.Tensor] = {}
-        self.word_cache: dict[tuple[str, int], np.ndarray] = {}
-
-    # -------------------------------------------------------------------------------------------------------------
-    # One character at a time: the rules themselves
-
-    def target(self, line: int) -> int:
-        return self.form[line]
+    def __init__(self, form: tuple[int, ...], lexicon: Lexicon):
+        self.form, self.lexicon = tuple(form), lexicon
 
     def close(self, st: State) -> State | None:
         """The state once the partial word ends: None if it is not a word or has too many syllables."""
@@ -193,6 +156,76 @@ class FormConstraint:
         st = self.close(st)
         return st is not None and st.line == len(self.form) - 1 and st.used == self.form[-1]
 
+    def start(self, prompt: str, rows: int) -> list[State]:
+        """Every row's state after the prompt (the text after its last end-of-text); an error naming the fault if the
+        prompt already breaks the form."""
+        text = prompt.rsplit("<|endoftext|>", 1)[-1]
+        st = self.advance_text(State(0, 0, "", 0), text)
+        if st is None:
+            raise ValueError(f"the prompt {text!r} breaks the form {'-'.join(map(str, self.form))}: {self.why(text)}")
+        return [st] * rows
+
+    def why(self, text: str) -> str:
+        """What in a text breaks the form, in words."""
+        lines = text.split("\n")
+        if len(lines) > len(self.form):
+            return f"it has {len(lines)} lines, the form {len(self.form)}"
+        for n, line in enumerate(lines):
+            unknown = [w for w in re.findall(r"[^\W\d_][\w'\u2019]*", line)
+                       if w.lower().replace("\u2019", "'") not in self.lexicon.counts]  # fmt: skip
+            if unknown:
+                return f"{unknown[0]!r} is not a known word (add it to a --words file)"
+            count = syllables.count_line(line)
+            last = n == len(lines) - 1
+            if count > self.form[n] or (not last and count != self.form[n]):
+                return f"its line {n + 1} has {count} syllables, the form's {self.form[n]}"
+        return "it has characters that a poem of this form cannot hold (digits, symbols, or too many spaces)"
+
+    def max_tokens(self) -> int:
+        """The most tokens a constrained sample can take: each at least one character, each word at most its longest
+        spelling per syllable, MAX_GAP characters around each, a newline per line and an end-of-text."""
+        per_syllable = int(max(-(-len(w) // n) for w, n in self.lexicon.counts.items()))
+        total = sum(self.form)
+        return total * (per_syllable + MAX_GAP) + len(self.form) * (MAX_GAP + 1) + 1
+
+
+class FormConstraint(Rules):
+    """Which tokens keep each row within the form: the rules applied to every token at once, from cached parts."""
+
+    def __init__(self, tokenizer: Tokenizer, form: tuple[int, ...], lexicon: Lexicon):
+        super().__init__(form, lexicon)
+        self.tok = tokenizer
+        if tokenizer.eot_id is None:
+            raise ValueError("form-constrained sampling needs a tokenizer with an end-of-text token")
+        self.pieces = token_pieces(tokenizer)
+        missing = [name for ch, name in ((" ", "a space"), ("\n", "a newline")) if ch not in self.pieces]
+        if missing or not lexicon.words:
+            raise ValueError(f"this tokenizer cannot write {' or '.join(missing) or 'any lexicon word'}")
+        self.V = len(self.pieces)
+        # Token kinds: 1 word characters only, 2 a space then a word's start, 3 any other text starting at a boundary,
+        # 4 word characters then a boundary (rare: GPT-2's pre-tokenizer never makes them); 0 never allowed.
+        self.kind = np.zeros(self.V, dtype=np.int8)
+        self.start_min = np.full(self.V, NEVER, dtype=np.int64)  # kinds 1, 2: fewest syllables of the word begun
+        self.lower: dict[str, list[int]] = {}  # kind-1 tokens in lowercase, which may continue a word, by their text
+        for i, piece in enumerate(self.pieces):
+            if not piece or i == tokenizer.eot_id:
+                continue
+            letters = piece[1:] if piece[0] == " " else piece
+            if all(ch.isalpha() or ch in APOSTROPHES for ch in letters) and letters:
+                self.kind[i] = 1 if letters is piece else 2
+                if letters[0].isalpha() and letters[1:] == letters[1:].lower():
+                    self.start_min[i] = lexicon.min_syllables(letters.lower().replace("\u2019", "'"))
+                if self.kind[i] == 1 and piece == piece.lower():
+                    self.lower.setdefault(piece.replace("\u2019", "'"), []).append(i)
+            elif piece[0].isalpha() or piece[0] in APOSTROPHES:
+                self.kind[i] = 4
+            else:
+                self.kind[i] = 3
+        self.kind1 = np.flatnonzero(self.kind == 1)
+        self.kind3, self.kind4 = np.flatnonzero(self.kind == 3), np.flatnonzero(self.kind == 4)
+        self.fresh_cache: dict[State, torch.Tensor] = {}
+        self.word_cache: dict[tuple[str, int], np.ndarray] = {}
+
     def advance(self, st: State, token: int) -> State:
         """The state after a token that allowed() allowed."""
         if st == DONE or token == self.tok.eot_id:
@@ -200,9 +233,6 @@ class FormConstraint:
         new = self.advance_text(st, self.pieces[token])
         assert new is not None, f"token {token} ({self.pieces[token]!r}) was not allowed in {st}"
         return new
-
-    # -------------------------------------------------------------------------------------------------------------
-    # Every token at once: the mask of a state, built from cached parts
 
     def allowed(self, st: State) -> torch.Tensor:
         """A (vocab,) bool tensor: the tokens that keep the row within the form."""
@@ -248,41 +278,6 @@ class FormConstraint:
             fit = [i for p in candidates if self.lexicon.min_syllables(prefix + p) <= room for i in self.lower[p]]
             self.word_cache[key] = np.array(sorted(fit), dtype=np.int64)
         return self.word_cache[key]
-
-    # -------------------------------------------------------------------------------------------------------------
-    # Rows
-
-    def start(self, prompt: str, rows: int) -> list[State]:
-        """Every row's state after the prompt (the text after its last end-of-text); an error naming the fault if the
-        prompt already breaks the form."""
-        text = prompt.rsplit("<|endoftext|>", 1)[-1]
-        st = self.advance_text(State(0, 0, "", 0), text)
-        if st is None:
-            raise ValueError(f"the prompt {text!r} breaks the form {'-'.join(map(str, self.form))}: {self.why(text)}")
-        return [st] * rows
-
-    def why(self, text: str) -> str:
-        """What in a text breaks the form, in words."""
-        lines = text.split("\n")
-        if len(lines) > len(self.form):
-            return f"it has {len(lines)} lines, the form {len(self.form)}"
-        for n, line in enumerate(lines):
-            unknown = [w for w in re.findall(r"[^\W\d_][\w'\u2019]*", line)
-                       if w.lower().replace("\u2019", "'") not in self.lexicon.counts]  # fmt: skip
-            if unknown:
-                return f"{unknown[0]!r} is not a known word (add it to a --words file)"
-            count = syllables.count_line(line)
-            last = n == len(lines) - 1
-            if count > self.form[n] or (not last and count != self.form[n]):
-                return f"its line {n + 1} has {count} syllables, the form's {self.form[n]}"
-        return "it has characters that a poem of this form cannot hold (digits, symbols, or too many spaces)"
-
-    def max_tokens(self) -> int:
-        """The most tokens a constrained sample can take: each at least one character, each word at most its longest
-        spelling per syllable, MAX_GAP characters around each, a newline per line and an end-of-text."""
-        per_syllable = int(max(-(-len(w) // n) for w, n in self.lexicon.counts.items()))
-        total = sum(self.form)
-        return total * (per_syllable + MAX_GAP) + len(self.form) * (MAX_GAP + 1) + 1
 
     def logits_filter(self, states: list[State]):
         """A function for model.stream: it moves each row's state on by the token just emitted, then sets the

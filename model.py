@@ -278,51 +278,9 @@ class GPT(nn.Module):
         tokens, much slower.
         """
         top_k, top_p = check_sampling(temperature, top_k, top_p)
-        with self.packed_on_cpu(idx):
-            yield from self._stream(idx, max_new_tokens, temperature, top_k, top_p, stop_token, generator, use_cache,
-                                    logits_filter)  # fmt: skip
-
-    def _stream(self, idx, max_new_tokens, temperature, top_k, top_p, stop_token, generator, use_cache, logits_filter):
-        block_size = self.config.block_size
-        context = idx[:, -block_size:]  # (B, <= block_size): the window the model sees
-        cache = self.new_cache() if use_cache else None
-        done = torch.zeros(idx.size(0), dtype=torch.bool, device=idx.device)
-        token = None
-        for step in range(max_new_tokens):
-            if step > 0 and cache is not None and cache[0].pos < block_size:
-                h = self.hidden_states(context[:, -1:], cache)  # (B, 1, C): only the newest token
-            else:
-                for layer_cache in cache or []:
-                    layer_cache.pos = 0  # first step, or the window moved: every position changes
-                h = self.hidden_states(context, cache)  # (B, T, C)
-            logits = self.lm_head(h[:, -1, :]).float()  # (B, vocab_size): only the last position is needed
-            if logits_filter is not None:
-                logits = logits_filter(logits, token)
-            token = sample_next(logits, temperature, top_k, top_p, generator)  # (B,)
-            if stop_token is not None:
-                token = token.masked_fill(done, stop_token)  # finished rows keep emitting the stop token
-                done |= token == stop_token
-            context = torch.cat((context, token[:, None]), dim=1)[:, -block_size:]
-            yield token
-            if stop_token is not None and bool(done.all()):
-                return
-
-    @contextmanager
-    def packed_on_cpu(self, idx: torch.Tensor) -> Iterator[None]:
-        """Generate with every Linear's packed copy (see Linear): on a CPU with oneDNN, for weights in float32."""
-        dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else torch.float32
-        linears = [m for m in self.modules() if isinstance(m, Linear)]
-        usable = idx.device.type == "cpu" and torch.backends.mkldnn.is_available() and dtype in PACKED_DTYPES
-        if not usable or any(m.weight.dtype != torch.float32 for m in linears):
-            yield
-            return
-        try:
-            for m in linears:
-                m.pack(dtype, idx.size(0))
-            yield
-        finally:
-            for m in linears:
-                m.use_packed = False
+        with packed_on_cpu(self, idx):
+            yield from steps(self, idx, max_new_tokens, temperature, top_k, top_p, stop_token, generator, use_cache,
+                             logits_filter)  # fmt: skip
 
     @torch.no_grad()
     def generate(
@@ -343,6 +301,53 @@ class GPT(nn.Module):
         from hf import load_pretrained
 
         return load_pretrained(cls, name_or_path, **overrides)
+
+
+def steps(
+    model: "GPT", idx, max_new_tokens, temperature, top_k, top_p, stop_token, generator, use_cache, logits_filter
+) -> Iterator[torch.Tensor]:
+    """GPT.stream's loop: the prompt once, then one token per step, cached or recomputed."""
+    block_size = model.config.block_size
+    context = idx[:, -block_size:]  # (B, <= block_size): the window the model sees
+    cache = model.new_cache() if use_cache else None
+    done = torch.zeros(idx.size(0), dtype=torch.bool, device=idx.device)
+    token = None
+    for step in range(max_new_tokens):
+        if step > 0 and cache is not None and cache[0].pos < block_size:
+            h = model.hidden_states(context[:, -1:], cache)  # (B, 1, C): only the newest token
+        else:
+            for layer_cache in cache or []:
+                layer_cache.pos = 0  # first step, or the window moved: every position changes
+            h = model.hidden_states(context, cache)  # (B, T, C)
+        logits = model.lm_head(h[:, -1, :]).float()  # (B, vocab_size): only the last position is needed
+        if logits_filter is not None:
+            logits = logits_filter(logits, token)
+        token = sample_next(logits, temperature, top_k, top_p, generator)  # (B,)
+        if stop_token is not None:
+            token = token.masked_fill(done, stop_token)  # finished rows keep emitting the stop token
+            done |= token == stop_token
+        context = torch.cat((context, token[:, None]), dim=1)[:, -block_size:]
+        yield token
+        if stop_token is not None and bool(done.all()):
+            return
+
+
+@contextmanager
+def packed_on_cpu(model: "GPT", idx: torch.Tensor) -> Iterator[None]:
+    """Generate with every Linear's packed copy (see Linear): on a CPU with oneDNN, for weights in float32."""
+    dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else torch.float32
+    linears = [m for m in model.modules() if isinstance(m, Linear)]
+    usable = idx.device.type == "cpu" and torch.backends.mkldnn.is_available() and dtype in PACKED_DTYPES
+    if not usable or any(m.weight.dtype != torch.float32 for m in linears):
+        yield
+        return
+    try:
+        for m in linears:
+            m.pack(dtype, idx.size(0))
+        yield
+    finally:
+        for m in linears:
+            m.use_packed = False
 
 
 def check_sampling(temperature: float, top_k: int | None, top_p: float | None) -> tuple[int | None, float | None]:
