@@ -350,3 +350,14 @@ def test_gpt_neo_configs_the_model_cannot_express_are_refused_naming_the_field(t
     with pytest.raises(ValueError, match="unknown model 'EleutherAI/gpt-neo-9B'.*EleutherAI/gpt-neo-125M, "
                                          "EleutherAI/gpt-neo-1.3B, EleutherAI/gpt-neo-2.7B"):  # fmt: skip
         GPT.from_pretrained("EleutherAI/gpt-neo-9B")
+
+
+@pytest.mark.cuda
+def test_cuda_generation_gives_the_cpu_tokens():
+    model = tiny_model(seed=3, vocab_size=64)
+    prompt = torch.randint(0, 64, (3, 5), generator=torch.Generator().manual_seed(1))
+    on_cpu = model.generate(prompt, 20, temperature=0)
+    gpu = model.to("cuda")
+    cached = gpu.generate(prompt.cuda(), 20, temperature=0)
+    assert torch.equal(cached.cpu(), on_cpu)
+    assert torch.equal(gpu.generate(prompt.cuda(), 20, temperature=0, use_cache=False), cached)

@@ -303,3 +303,16 @@ def test_wandb_offline(data_dir, tmp_path, monkeypatch):
     train.main(tiny_args(data_dir, tmp_path / "out", max_iters=2, wandb_log=True))
     runs = list((tmp_path / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and any(runs[0].glob("*.wandb"))
+
+
+@pytest.mark.cuda
+def test_cuda_bfloat16_compiled_training_with_fused_adamw(data_dir, tmp_path):
+    """The CUDA path: bfloat16 autocast, torch.compile (triton), fused AdamW, flash attention, peak memory logged."""
+    out = tmp_path / "out"
+    train.main(tiny_args(data_dir, out, device="cuda", dtype="bfloat16", compile=True, max_iters=30, n_embd=32))
+    ckpt = checkpoint.load_checkpoint(out)
+    assert ckpt["resolved"]["device"].startswith("cuda") and ckpt["resolved"]["compile"] is True
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert all(r["gpu_memory_mb"] > 0 for r in records if "time_ms" in r)
+    by_step = losses(out)
+    assert by_step[29] < by_step[0] - 0.5
