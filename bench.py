@@ -159,20 +159,16 @@ def time_train(args: dict, env: dict, warmup: int, config_file: str | None = Non
 
 
 def bench_train(device: torch.device, warmup: int = 2) -> None:
-    """train.py, each variant a fresh process: on a CPU the char demo and a GPT-2 124M shape in float32 and bfloat16,
-    eager and compiled, against the plain float32 eager loop (nanoGPT's, with glibc's default allocator); on CUDA
-    GPT-2 124M at block 1024, bfloat16, compiled and eager."""
-    import configurator
-    import trainer
-
+    """train.py, each variant a fresh process: on a CPU a small char model and a GPT-2 124M shape in float32 and
+    bfloat16, eager and compiled, against the plain float32 eager loop (nanoGPT's, with glibc's default allocator);
+    on CUDA GPT-2 124M at block 1024, bfloat16, compiled and eager."""
     if device.type == "cuda":
         shapes = {"GPT-2 124M": ({**GPT2_124M, "block_size": 1024, "batch_size": 16}, 50257, 20)}
         variants = [("bfloat16", True, "kept"), ("bfloat16", False, "kept")]
     else:
-        demo = configurator.configure(trainer.DEFAULTS, ["config/train_haiku_char.py"])
-        keys = ("n_layer", "n_head", "n_embd", "block_size", "batch_size")
+        small = dict(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=64)
         shapes = {  # name: (model and batch keys, vocab of the random bins, steps timed: more where they are cheap)
-            "char demo": ({k: demo[k] for k in keys}, 61, 20),
+            "char 4x128": (small, 61, 20),
             "GPT-2 124M": ({**GPT2_124M, "block_size": 256, "batch_size": 4}, 50257, 6),
         }
         # "plain" is glibc's default allocator (device.keep_freed_memory leaves it alone when MALLOC_MMAP_MAX_ is set,

@@ -18,6 +18,13 @@ tied lm_head left out), so transformers' greedy tokens are this repository's. Th
 size, so that generation sees the same logits. The tokenizer files (vocab.json, merges.txt) are written from the
 tiktoken encoding, so no download is needed. A char-level checkpoint cannot be exported: GPT-2's tokenizer has no
 character table.
+
+A classify.py checkpoint becomes a GPT2ForSequenceClassification (GPTNeoForSequenceClassification) folder with the
+label names in config.json and a <|pad|> token at the classifier's padding id; each text ends with <|endoftext|>:
+
+    from transformers import pipeline
+    classify = pipeline("text-classification", model="out-seasons/hf")
+    print(classify("snow on the pine<|endoftext|>"))
 """
 
 import json
@@ -25,6 +32,7 @@ import sys
 from pathlib import Path
 
 from checkpoint import checkpoint_path, load_checkpoint, model_from_checkpoint
+from classifier import from_checkpoint, is_classifier
 from configurator import configure
 from files import error_line, replace_folder
 from hf import hf_config, hf_state_dict
@@ -34,6 +42,7 @@ DEFAULTS = dict(
     out_dir="out",  # the folder train.py wrote (its best.pt is read, else ckpt.pt), or a checkpoint file
     hf_dir="",  # where to write the Hugging Face folder; empty: hf/ next to the checkpoint
 )
+PAD = "<|pad|>"  # a classifier's padding token
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -55,16 +64,46 @@ def export(out_dir: str, hf_dir: str = "") -> Path:
             "as Hugging Face's GPT-2 tokenizer has no character table"
         )
     tok = gpt2_tokenizer() if meta["tokenizer"] == "gpt2" else load_tokenizer(meta)
-    model = model_from_checkpoint(ckpt, "cpu")  # also checks that the weights fit the model's shape
     hf_dir = Path(hf_dir) if hf_dir else checkpoint_path(out_dir).parent / "hf"
-    files = {
-        "config.json": json.dumps(hf_config(model.config, tok.eot_id), indent=2) + "\n",
-        "tokenizer_config.json": json.dumps(tokenizer_config(model.config.block_size), indent=2) + "\n",
+    if is_classifier(ckpt):
+        return export_classifier(ckpt, tok, hf_dir)
+    model = model_from_checkpoint(ckpt, "cpu")  # also checks that the weights fit the model's shape
+    files = {"config.json": json.dumps(hf_config(model.config, tok.eot_id), indent=2) + "\n"}
+    return write_folder(hf_dir, files | tokenizer_files(tok, model.config.block_size), hf_state_dict(model))
+
+
+def export_classifier(ckpt: dict, tok, hf_dir: Path) -> Path:
+    """A classify.py checkpoint as a GPT2ForSequenceClassification (GPTNeoForSequenceClassification) folder: the
+    GPT's weights as export() writes them, the head as score.weight, the label names in config.json, and a padding
+    token, <|pad|>, at the classifier's padding id (the first past the data's vocabulary), which transformers' pooling
+    skips as classify.py's does."""
+    model = from_checkpoint(ckpt, "cpu")
+    names = ckpt["meta"]["labels"]
+    config = hf_config(model.config, tok.eot_id)
+    head = {"gpt2": "GPT2ForSequenceClassification", "gpt_neo": "GPTNeoForSequenceClassification"}
+    config |= {
+        "architectures": [head[config["model_type"]]],
+        "id2label": dict(enumerate(names)),
+        "label2id": {name: i for i, name in enumerate(names)},
+        "pad_token_id": model.pad_id,
     }
+    files = {"config.json": json.dumps(config, indent=2) + "\n"}
+    files |= tokenizer_files(tok, model.config.block_size, model.pad_id)
+    weights = hf_state_dict(model.gpt) | {"score.weight": model.score.weight.detach().cpu().contiguous()}
+    return write_folder(hf_dir, files, weights)
+
+
+def tokenizer_files(tok, block_size: int, pad_id: int | None = None) -> dict[str, str]:
+    """tokenizer_config.json, vocab.json and merges.txt of a BPE tokenizer; with pad_id, a <|pad|> token there."""
+    config = tokenizer_config(block_size) | ({"pad_token": PAD} if pad_id is not None else {})
     vocab, merges = bpe_files(tok.encoding)
-    files["vocab.json"] = json.dumps(vocab, ensure_ascii=False) + "\n"
-    files["merges.txt"] = "#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges)
-    return write_folder(hf_dir, files, hf_state_dict(model))
+    if pad_id is not None:
+        vocab[PAD] = pad_id
+    return {
+        "tokenizer_config.json": json.dumps(config, indent=2) + "\n",
+        "vocab.json": json.dumps(vocab, ensure_ascii=False) + "\n",
+        "merges.txt": "#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges),
+    }
 
 
 def tokenizer_config(block_size: int) -> dict:

@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 
 from checkpoint import load_checkpoint, model_from_checkpoint
+from classifier import is_classifier
 from configurator import configure
 from data import dataset_dir, documents, read_meta
 from device import autocast, resolve_device, resolve_dtype
@@ -159,6 +160,9 @@ def load_model(init_from: str, out_dir: str, device: torch.device) -> tuple[GPT,
     if init_from != "resume":
         return GPT.from_pretrained(init_from).to(device).eval(), gpt2_tokenizer(), None, None
     ckpt = load_checkpoint(out_dir, best=True)
+    if is_classifier(ckpt):
+        raise ValueError(f"{out_dir} holds a classifier (classify.py), which labels texts rather than writing them; "
+                         f"label a file with `python classify.py --out_dir={out_dir} --predict=FILE`")  # fmt: skip
     data_dir = dataset_dir(ckpt["config"].get("dataset") or "") if ckpt["config"].get("dataset") else None
     meta = ckpt["meta"]
     if meta is None and data_dir is not None and any((data_dir / f).is_file() for f in ("meta.json", "meta.pkl")):

@@ -201,8 +201,8 @@ def setup(config: dict, ckpt: dict | None, model, meta: dict, ranks: Ranks, devi
         check_writable(Path(config["out_dir"]), "out_dir")  # before the first step, not at the first save
     if device.type == "cpu":
         keep_freed_memory()
-    if getattr(model.config, "lora_rank", 0):
-        lora.hold_base_in(model, DTYPES[dtype])  # frozen weights in the training dtype: half the memory in bfloat16
+    if getattr(model.config, "lora_rank", 0):  # frozen weights in the training dtype: half the memory in bfloat16
+        lora.hold_base_in(getattr(model, "gpt", model), DTYPES[dtype])  # a classifier's GPT, or the GPT itself
     model.to(device)
     optimizer = model.configure_optimizers(
         config["weight_decay"], config["learning_rate"], (config["beta1"], config["beta2"]), device.type
@@ -317,19 +317,24 @@ def fit(
     evaluate: Callable[[torch.nn.Module], dict[str, float]],
     score: str = "val/loss",
     maximize: bool = False,
+    padded: bool = False,
 ) -> None:
     """Train run.model to max_iters: batch(generator) gives a micro-batch (x, y), evaluate(model) a dict of figures
-    every eval_interval steps, of which `score` picks best.pt. Saves at evals and on SIGINT/SIGTERM."""
+    every eval_interval steps, of which `score` picks best.pt. Saves at evals and on SIGINT/SIGTERM. padded: x holds
+    texts padded to the micro-batch's longest (classify.py), not windows of block_size tokens."""
     config, ranks = run.config, run.ranks
     if ranks.rank == 0 and not config["eval_only"]:
         write_json(Path(config["out_dir"]) / "config.json", {"config": config, "resolved": run.resolved})
     print0(describe(run))
-    tokens = run.accum_steps * ranks.world_size * config["batch_size"] * config["block_size"]
-    print0(
-        f"tokens per iteration: {tokens:,} = {ranks.world_size} ranks x {run.accum_steps} micro-steps x "
-        f"{config['batch_size']} x {config['block_size']}; {run.raw_model.num_params() / 1e6:.2f}M parameters, "
-        f"{run.resolved['trainable'] / 1e6:.2f}M of them trained"
-    )
+    rows = run.accum_steps * ranks.world_size * config["batch_size"]
+    shape = f"{ranks.world_size} ranks x {run.accum_steps} micro-steps x {config['batch_size']}"
+    params = f"{run.raw_model.num_params() / 1e6:.2f}M parameters"
+    if run.resolved["trainable"] < sum(p.numel() for p in run.raw_model.parameters()):  # LoRA: some are frozen
+        params += f", {run.resolved['trainable'] / 1e6:.2f}M of them trained"
+    if padded:
+        print0(f"texts per iteration: {rows:,} = {shape}, of up to {run.raw_model.config.block_size} tokens; {params}")
+    else:
+        print0(f"tokens per iteration: {rows * config['block_size']:,} = {shape} x {config['block_size']}; {params}")
     log = Log(run)
     with StopSignal() as stop, Metrics(run) as metrics:
         for step in range(run.iter_num, config["max_iters"] + 1):

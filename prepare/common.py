@@ -1,6 +1,7 @@
 """
-What the prepare scripts share: reading text files whatever their encoding, the stable train/val split, and the one
-writer that tokenizes documents on every core and streams the ids into train.bin / val.bin (nanoGPT's layout).
+What the prepare scripts share: reading text files whatever their encoding, the stable train/val split, the char table
+or BPE learnt from a dataset's texts, and the one writer that tokenizes documents on every core and streams the ids
+into train.bin / val.bin (nanoGPT's layout).
 
     from prepare.common import write_dataset
     splits = {"train": [(doc, True) for doc in train_docs], "val": [(doc, True) for doc in val_docs]}
@@ -21,7 +22,8 @@ import numpy as np
 from tqdm import tqdm
 
 from files import WRITE_ERRORS, WriteError, explain, write_json
-from tokenizer import Tokenizer
+from tokenizer import BPETokenizer, CharTokenizer, Tokenizer, train_bpe
+from verse import dedupe_key
 
 ROOT = Path(__file__).resolve().parent.parent  # the repository, which holds data/
 UINT16_LIMIT = 1 << 16  # .bin files store ids as uint16
@@ -92,6 +94,27 @@ def read_pieces(path: Path, start: int = 0, stop: int | None = None) -> Iterator
 def split_hash(text: str) -> float:
     """A number in [0, 1) that depends on the text alone, so a document's split never moves when the corpus grows."""
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big") / 2**64
+
+
+def split_texts(texts: list[str], val_fraction: float, noun: str = "haiku") -> tuple[list[str], list[str]]:
+    """Train and val by the hash of each text's letters and digits (verse.dedupe_key), so a text and its copies never
+    land in both splits; at least one of each (the lowest hashes go to val)."""
+    if len(texts) < 2:
+        raise ValueError(f"{len(texts)} {noun} left after cleaning; at least 2 are needed for a train and a val split")
+    hashes = [split_hash(dedupe_key(t)) for t in texts]
+    order = sorted(range(len(texts)), key=hashes.__getitem__)
+    n_val = min(max(sum(x < val_fraction for x in hashes), 1), len(texts) - 1)
+    val_ids = set(order[:n_val])
+    return [t for i, t in enumerate(texts) if i not in val_ids], [t for i, t in enumerate(texts) if i in val_ids]
+
+
+def learn_tokenizer(kind: str, texts: list[str], train: list[str], vocab_size: int = 5120) -> Tokenizer:
+    """The char table of all of a dataset's texts (so that every character has an id), or a BPE learnt from its
+    training texts (every text still encodes, as bytes): the same texts always give the same one. prepare/haiku.py and
+    prepare/labelled.py both build theirs here, so the same corpus gives both the same vocabulary."""
+    if kind == "char":
+        return CharTokenizer.from_texts(texts)
+    return BPETokenizer(train_bpe(train, vocab_size), name="bpe")
 
 
 _tokenizer: Tokenizer | None = (

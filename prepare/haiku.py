@@ -39,8 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import tiktoken  # noqa: E402
 
 from files import error_line  # noqa: E402
-from prepare.common import ROOT, decode_bytes, split_hash, write_dataset  # noqa: E402
-from tokenizer import BPETokenizer, CharTokenizer, gpt2_tokenizer, train_bpe  # noqa: E402
+from prepare.common import ROOT, decode_bytes, learn_tokenizer, split_texts, write_dataset  # noqa: E402
+from tokenizer import gpt2_tokenizer  # noqa: E402
 from verse import dedupe_key, is_575  # noqa: E402
 
 CORPUS_PATH = Path(__file__).with_name("haiku_corpus.txt")
@@ -270,17 +270,6 @@ def load_haiku(paths: list[Path]) -> tuple[list[str], dict]:
     return kept, {"sources": sources, "counts": counts}
 
 
-def split_haiku(haiku: list[str], val_fraction: float) -> tuple[list[str], list[str]]:
-    """Train and val by each haiku's hash; at least one of each (the lowest hashes go to val)."""
-    if len(haiku) < 2:
-        raise ValueError(f"{len(haiku)} haiku left after cleaning; at least 2 are needed for a train and a val split")
-    hashes = [split_hash(dedupe_key(h)) for h in haiku]
-    order = sorted(range(len(haiku)), key=hashes.__getitem__)
-    n_val = min(max(sum(x < val_fraction for x in hashes), 1), len(haiku) - 1)
-    val_ids = set(order[:n_val])
-    return [h for i, h in enumerate(haiku) if i not in val_ids], [h for i, h in enumerate(haiku) if i in val_ids]
-
-
 def display_path(path: Path) -> str:
     """A path as meta.json records it: relative to the repository when inside it."""
     path = path.resolve()
@@ -308,21 +297,13 @@ def prepare(
             raise FileNotFoundError(f"{path}: {'a folder; pass each file' if path.is_dir() else 'no such file'}")
     bpe = gpt2_tokenizer(encoding) if tokenizer == "gpt2" else None  # before the reading: missing BPE files fail fast
     haiku, meta = load_haiku(inputs or [CORPUS_PATH])
-    train, val = split_haiku(haiku, val_fraction)
+    train, val = split_texts(haiku, val_fraction)
     meta["counts"].update(train_haiku=len(train), val_haiku=len(val))
-    tok = bpe or haiku_tokenizer(tokenizer, haiku if tokenizer == "char" else train, vocab_size)
+    tok = bpe or learn_tokenizer(tokenizer, haiku, train, vocab_size)
     splits = {"train": [(h, True) for h in train], "val": [(h, True) for h in val]}
     meta = write_dataset(out_dir, splits, tok, {"dataset": "haiku", "val_fraction": val_fraction, **meta})
     print_report(meta, out_dir)
     return meta
-
-
-def haiku_tokenizer(kind: str, haiku: list[str], vocab_size: int = 5120):
-    """The char table of the haiku (all of them, so that every character has an id), or a BPE learnt from them (the
-    training split's: every text still encodes, as bytes): the same haiku always give the same one."""
-    if kind == "char":
-        return CharTokenizer.from_texts(haiku)
-    return BPETokenizer(train_bpe(haiku, vocab_size), name="bpe")
 
 
 def print_report(meta: dict, out_dir: Path) -> None:

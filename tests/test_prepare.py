@@ -187,15 +187,15 @@ def test_haiku_reads_messy_sources(tmp_path, capsys, tiny_encoding):
     assert "duplicates 1" in report and "1 undecodable" in report and "1 unreadable" in report
 
 
-def test_haiku_split_is_stable_as_the_corpus_grows():
+def test_split_texts_is_stable_as_the_corpus_grows():
     poems = [f"poem number {i}\nsecond line\nthird line" for i in range(200)]
-    train, val = haiku.split_haiku(poems, 0.1)
+    train, val = common.split_texts(poems, 0.1)
     assert 10 <= len(val) <= 30 and not set(train) & set(val)
-    train2, val2 = haiku.split_haiku(poems + [f"new poem {i}\nline\nline" for i in range(100)], 0.1)
+    train2, val2 = common.split_texts(poems + [f"new poem {i}\nline\nline" for i in range(100)], 0.1)
     assert set(val) <= set(val2) and set(train) <= set(train2)
-    assert haiku.split_haiku(poems[:2], 0.01)[1]  # at least one val haiku
+    assert common.split_texts(poems[:2], 0.01)[1]  # at least one val haiku
     with pytest.raises(ValueError, match="at least 2"):
-        haiku.split_haiku(poems[:1], 0.1)
+        common.split_texts(poems[:1], 0.1)
 
 
 def test_haiku_bpe_tokenizer_is_learnt_from_the_training_split(tmp_path):
