@@ -23,8 +23,11 @@ from tokenizer import EOT, Tokenizer
 REPO_ROOT = Path(__file__).resolve().parent
 PREPARE_COMMANDS = {
     "haiku": "python prepare/haiku.py",
+    "haiku_bpe": "python prepare/haiku.py --tokenizer bpe",
     "haiku_char": "python prepare/haiku.py --tokenizer char",
     "haiku_seasons": "python prepare/labelled.py",
+    "haiku_seasons_char": "python prepare/labelled.py --tokenizer char",
+    "haiku_seasons_gpt2": "python prepare/labelled.py --tokenizer gpt2",
     "openwebtext": "python prepare/openwebtext.py",
 }
 

@@ -1,5 +1,5 @@
 # The char-level version of the offline demo (config/train_haiku_bpe.py): a 0.8M-parameter model trained from scratch
-# on the embedded haiku corpus, one id per character, in about 5 minutes on a two-core laptop CPU:
+# on the embedded haiku corpus, one id per character, in about 6 minutes on a two-core laptop CPU:
 #   python prepare/haiku.py --tokenizer char      # -> data/haiku_char (192k characters of training text)
 #   python train.py config/train_haiku_char.py
 #   python sample.py --out_dir=out-haiku-char
