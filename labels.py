@@ -77,13 +77,19 @@ def read_labelled(
     return from_rows(path, fmt, rows, names, text_column, label_column, need_labels)
 
 
-def csv_rows(path: Path, content: str, delimiter: str) -> tuple[list[dict], list[str]]:
+def csv_cells(path: Path, content: str, delimiter: str = ",") -> list[list[str]]:
+    """The non-empty rows of a CSV (or TSV) file's text as lists of cells; prepare/haiku.py reads its CSVs here too."""
     try:
         rows = [row for row in csv.reader(io.StringIO(content, newline=""), delimiter=delimiter) if any(row)]
     except csv.Error as e:
         raise ValueError(f"{path}: not a readable CSV file ({e})") from None
     if not rows:
-        raise ValueError(f"{path} is empty")
+        raise ValueError(f"{path}: no rows")
+    return rows
+
+
+def csv_rows(path: Path, content: str, delimiter: str) -> tuple[list[dict], list[str]]:
+    rows = csv_cells(path, content, delimiter)
     header = [name.strip() for name in rows[0]]
     return [dict(zip(header, row)) for row in rows[1:]], header
 

@@ -26,8 +26,6 @@ and point TIKTOKEN_CACHE_DIR at it.
 """
 
 import argparse
-import csv
-import io
 import json
 import re
 import sys
@@ -39,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import tiktoken  # noqa: E402
 
 from files import error_line  # noqa: E402
+from labels import csv_cells  # noqa: E402
 from prepare.common import ROOT, decode_bytes, learn_tokenizer, split_texts, write_dataset  # noqa: E402
 from tokenizer import gpt2_tokenizer  # noqa: E402
 from verse import dedupe_key, is_575  # noqa: E402
@@ -120,12 +119,7 @@ def guess_csv_columns(rows: list[list[str]]) -> tuple[list[int], bool] | None:
 
 def read_csv(path: Path, text: str, delimiter: str) -> tuple[list, str]:
     """Haiku values from a CSV (a string, or a list of line cells), and how the columns were chosen."""
-    try:
-        rows = [row for row in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter) if any(row)]
-    except csv.Error as e:
-        raise ValueError(f"{path}: not a readable CSV file ({e})") from e
-    if not rows:
-        raise ValueError(f"{path}: no rows")
+    rows = csv_cells(path, text, delimiter)
     fields = pick_fields(rows[0])
     if fields is not None:
         columns, has_header, how = [rows[0].index(f) for f in fields], True, f"column(s) {', '.join(fields)}"
