@@ -105,6 +105,9 @@ def init_kind(init_from: str) -> str:
 def check_vocab(meta: dict, config: dict, kind: str, ckpt: dict | None, lm_ckpt: dict | None) -> None:
     """Refuse data whose token ids or labels mean something else to the model, before any weights are downloaded."""
     data_desc = f"the dataset's {meta['tokenizer']} vocabulary of {meta['vocab_size']:,}"
+    if ckpt is not None and not is_classifier(ckpt):
+        raise ValueError(f"{config['out_dir']} holds a language model (train.py's), not a classifier to resume; start "
+                         f"one from it with --init_from={config['out_dir']} and another --out_dir")  # fmt: skip
     if ckpt is not None and not same_vocabulary(ckpt["meta"] or {}, meta):
         raise ValueError(f"the checkpoint was trained on a different vocabulary than {data_desc}")
     if ckpt is not None and ckpt["meta"].get("labels") != meta["labels"]:

@@ -215,6 +215,8 @@ def test_bad_input_is_one_clear_line(run_dir, seasons, tmp_path, train_checkpoin
     fails([f"--out_dir={tmp_path / 'empty'}", f"--predict={tmp_path / 'new.txt'}"],
           r"no classifier checkpoint at .*empty/ckpt\.pt; train one with `python classify\.py")  # fmt: skip
     fails([f"--out_dir={lm}", f"--predict={tmp_path / 'new.txt'}"], r"holds a language model, not a classifier")
+    resume_lm = ["--init_from=resume", f"--out_dir={lm}", f"--dataset={seasons}"]
+    fails(resume_lm, r"holds a language model \(train\.py's\), not a classifier to resume", lm)
     fails([f"--out_dir={run_dir}", f"--predict={tmp_path / 'gone.txt'}"], r"--predict=.*gone\.txt: no such file")
     fails([f"--out_dir={run_dir}", "--eval_only=True", f"--input={tmp_path / 'monsoon.csv'}"],
           r"monsoon\.csv: label 'monsoon' was never seen in training \(the classifier knows spring, ")  # fmt: skip
