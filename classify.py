@@ -33,7 +33,6 @@ import csv
 import io
 import math
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +40,7 @@ import torch
 from torch.nn import functional as F
 
 import ddp
+import lora
 import trainer
 from checkpoint import checkpoint_path, load_checkpoint
 from classifier import (
@@ -63,7 +63,6 @@ from device import autocast, resolve_device, resolve_dtype
 from files import error_line, write_json, write_text
 from hf import check_name
 from labels import read_labelled, read_split, to_names
-from lora import add_adapters
 from model import GPT, GPTConfig
 from tokenizer import load_tokenizer, same_vocabulary
 
@@ -104,12 +103,12 @@ def init_kind(init_from: str) -> str:
 
 def check_vocab(meta: dict, config: dict, kind: str, ckpt: dict | None, lm_ckpt: dict | None) -> None:
     """Refuse data whose token ids or labels mean something else to the model, before any weights are downloaded."""
-    data_desc = f"the dataset's {meta['tokenizer']} vocabulary of {meta['vocab_size']:,}"
     if ckpt is not None and not is_classifier(ckpt):
         raise ValueError(f"{config['out_dir']} holds a language model (train.py's), not a classifier to resume; start "
                          f"one from it with --init_from={config['out_dir']} and another --out_dir")  # fmt: skip
-    if ckpt is not None and not same_vocabulary(ckpt["meta"] or {}, meta):
-        raise ValueError(f"the checkpoint was trained on a different vocabulary than {data_desc}")
+    pretrained = config["init_from"] if kind == "pretrained" else None
+    ckpt_meta = (ckpt["meta"] or {}) if ckpt else None
+    trainer.check_vocab(meta, ckpt_meta, pretrained, "python prepare/labelled.py --tokenizer gpt2")
     if ckpt is not None and ckpt["meta"].get("labels") != meta["labels"]:
         raise ValueError(f"the checkpoint's labels {ckpt['meta'].get('labels')} are not the dataset's {meta['labels']}")
     if lm_ckpt is not None:
@@ -117,20 +116,17 @@ def check_vocab(meta: dict, config: dict, kind: str, ckpt: dict | None, lm_ckpt:
         if not same_vocabulary(lm_meta, meta):
             raise ValueError(
                 f"init_from={config['init_from']} was trained on a {lm_meta['tokenizer']} vocabulary of "
-                f"{lm_meta['vocab_size']:,}, not {data_desc}; prepare the data in the language model's vocabulary "
-                f"(prepare/labelled.py --tokenizer {lm_meta['tokenizer']}, on its corpus) or use --init_from=scratch"
+                f"{lm_meta['vocab_size']:,}, not the dataset's {meta['tokenizer']} vocabulary of "
+                f"{meta['vocab_size']:,}; prepare the data in the language model's vocabulary (prepare/labelled.py "
+                f"--tokenizer {lm_meta['tokenizer']}, on its corpus) or use --init_from=scratch"
             )
-    if kind == "pretrained" and meta["tokenizer"] != "gpt2":
-        raise ValueError(
-            f"{config['init_from']} reads GPT-2 BPE tokens but {data_desc} is not GPT-2's; prepare it with "
-            "`python prepare/labelled.py --tokenizer gpt2`, or use --init_from=scratch"
-        )
 
 
 def init_model(config: dict, user: dict, kind: str, ckpt: dict | None, lm_ckpt: dict | None, meta: dict) -> Classifier:
     """A new classifier (a GPT from scratch, a language model's or OpenAI's, and a new head), or the resumed one."""
     if kind == "resume":
-        ckpt["model_args"]["dropout"] = config["dropout"]  # the one model setting a resumed run may change
+        # dropout is the one model setting a resumed run may change
+        ckpt["model_args"].update(dropout=config["dropout"], lora_dropout=config["lora_dropout"])
         return from_checkpoint(ckpt)
     pad = pad_id(meta)
     if kind == "scratch":
@@ -146,10 +142,7 @@ def init_model(config: dict, user: dict, kind: str, ckpt: dict | None, lm_ckpt: 
             raise ValueError(f"{key}={user[key]!r} differs from init_from={config['init_from']}'s "
                              f"{key}={getattr(gpt.config, key)!r}; drop it, or use --init_from=scratch")  # fmt: skip
     make_room(gpt, pad)
-    if config["lora_rank"]:  # adapters on the GPT, every other weight of it frozen; the new head trains in full
-        adapters = {k: config[k] for k in ("lora_rank", "lora_alpha", "lora_dropout")}
-        gpt.config = replace(gpt.config, **adapters, lora_targets=tuple(config["lora_targets"].split(",")))
-        add_adapters(gpt, config["seed"])
+    lora.adapt(gpt, config)  # with lora_rank, every other weight of the GPT is frozen; the new head trains in full
     return Classifier(gpt, len(meta["labels"]), pad, seed=config["seed"])
 
 

@@ -13,6 +13,7 @@ names its base (`ckpt["base"]`: a Hub name or a folder); loading it loads the ba
 merges them into plain weights: W + (alpha / rank) B A.
 """
 
+import dataclasses
 import math
 
 import torch
@@ -55,6 +56,20 @@ def add_adapters(model, seed: int = 0) -> None:
         linear.lora_dropout = nn.Dropout(cfg.lora_dropout)
     for name, p in model.named_parameters():
         p.requires_grad = name.endswith(ADAPTERS)
+
+
+def settings(config: dict) -> dict:
+    """The GPTConfig fields of a run's LoRA keys (lora_targets given as comma-separated names)."""
+    keys = ("lora_rank", "lora_alpha", "lora_dropout")
+    return {**{k: config[k] for k in keys}, "lora_targets": tuple(config["lora_targets"].split(","))}
+
+
+def adapt(model, config: dict) -> None:
+    """Give a loaded model (pretrained, or a language model a classifier starts from) the adapters a run's lora_rank
+    asks for; nothing when it is 0."""
+    if config["lora_rank"]:
+        model.config = dataclasses.replace(model.config, **settings(config))
+        add_adapters(model, config["seed"])
 
 
 def hold_base_in(model, dtype: torch.dtype) -> None:

@@ -28,14 +28,13 @@ import sys
 import torch
 
 import ddp
+import lora
 import trainer
 from checkpoint import model_from_checkpoint
 from data import Split, find_dataset, read_meta
 from files import error_line
 from hf import check_name
-from lora import add_adapters
 from model import GPT, GPTConfig
-from tokenizer import same_vocabulary
 
 DEFAULTS = trainer.DEFAULTS
 
@@ -52,35 +51,18 @@ def check_init(config: dict, user: dict) -> None:
                          f"its own shape; drop --{ignored[0]}")  # fmt: skip
 
 
-def check_vocab(meta: dict, init_from: str, ckpt_meta: dict | None) -> None:
-    """Refuse data whose token ids mean something else to the model, before any weights are read or downloaded."""
-    data_desc = f"the dataset's {meta['tokenizer']} vocabulary of {meta['vocab_size']}"
-    if ckpt_meta is not None and not same_vocabulary(ckpt_meta, meta):
-        raise ValueError(f"the checkpoint was trained on a different vocabulary than {data_desc}")
-    if init_from not in ("scratch", "resume") and meta["tokenizer"] != "gpt2":
-        raise ValueError(
-            f"{init_from} reads GPT-2 BPE tokens but {data_desc} is not GPT-2's; prepare GPT-2 BPE bins "
-            "(e.g. `python prepare/haiku.py`) or train from scratch with --init_from=scratch"
-        )
-
-
 def init_model(config: dict, ckpt: dict | None, meta: dict) -> GPT:
     """The model init_from asks for: a new one, the checkpoint's, or OpenAI's GPT-2 or EleutherAI's GPT-Neo; with
     LoRA adapters when lora_rank says so."""
-    adapters = dict(lora_rank=config["lora_rank"], lora_alpha=config["lora_alpha"], lora_dropout=config["lora_dropout"],
-                    lora_targets=tuple(config["lora_targets"].split(",")))  # fmt: skip
     if config["init_from"] == "scratch":
         shape = {k: config[k] for k in ("n_layer", "n_head", "n_embd", "block_size", "bias", "dropout")}
         vocab_size = math.ceil(meta["vocab_size"] / 64) * 64  # a multiple of 64 keeps the matmuls fast
-        return GPT(GPTConfig(vocab_size=vocab_size, **shape, **adapters), seed=config["seed"])
+        return GPT(GPTConfig(vocab_size=vocab_size, **shape, **lora.settings(config)), seed=config["seed"])
     if ckpt is not None:  # dropout is the one model setting a resumed run may change
         ckpt["model_args"].update(dropout=config["dropout"], lora_dropout=config["lora_dropout"])
         return model_from_checkpoint(ckpt)
     model = GPT.from_pretrained(config["init_from"], dropout=config["dropout"], block_size=config["block_size"])
-    if config["lora_rank"]:
-        for key, value in adapters.items():
-            setattr(model.config, key, value)
-        add_adapters(model, config["seed"])
+    lora.adapt(model, config)
     return model
 
 
@@ -108,7 +90,8 @@ def setup(argv: list[str]) -> tuple[trainer.Run, dict[str, Split]]:
     check_init(config, user)
     folder = find_dataset(config["dataset"])
     meta = read_meta(folder)
-    check_vocab(meta, config["init_from"], ckpt["meta"] if ckpt else None)
+    pretrained = config["init_from"] if config["init_from"] not in ("scratch", "resume") else None
+    trainer.check_vocab(meta, ckpt["meta"] if ckpt else None, pretrained, "python prepare/haiku.py")
     ranks, device = ddp.setup(config["backend"], config["device"])
     model = init_model(config, ckpt, meta)
     if meta["vocab_size"] > model.config.vocab_size:

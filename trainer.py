@@ -36,6 +36,7 @@ from device import DTYPES, autocast, keep_freed_memory, resolve_compile, resolve
 from files import atomic_write, check_writable, write_json
 from metrics import Log, Metrics
 from model import GPTConfig
+from tokenizer import same_vocabulary
 
 DEFAULTS = dict(
     # I/O
@@ -141,6 +142,18 @@ def check_values(config: dict) -> None:
     if unknown:
         names = ", ".join(known)
         raise ValueError(f"lora_targets: {unknown[0]!r} is not a projection of the model; choose from {names}")
+
+
+def check_vocab(meta: dict, ckpt_meta: dict | None, pretrained: str | None, prepare: str) -> None:
+    """Refuse data whose token ids mean something else to the model, before any weights are read or downloaded:
+    a checkpoint's vocabulary must be the data's, and pretrained weights (a name or folder) read GPT-2 BPE. prepare:
+    the command that makes GPT-2 BPE data, for the message."""
+    data_desc = f"the dataset's {meta['tokenizer']} vocabulary of {meta['vocab_size']}"
+    if ckpt_meta is not None and not same_vocabulary(ckpt_meta, meta):
+        raise ValueError(f"the checkpoint was trained on a different vocabulary than {data_desc}")
+    if pretrained and meta["tokenizer"] != "gpt2":
+        raise ValueError(f"{pretrained} reads GPT-2 BPE tokens but {data_desc} is not GPT-2's; prepare GPT-2 BPE data "
+                         f"(`{prepare}`) or start from scratch with --init_from=scratch")  # fmt: skip
 
 
 def micro_steps(gradient_accumulation_steps: int, world_size: int) -> int:
