@@ -2,7 +2,7 @@
 The repository's speed figures, each measured side by side in one run and reported as ratios.
 
     python bench.py                         # every part, on the default device (cuda if there is one)
-    python bench.py generate train          # some parts: generate, train, finetune, prepare, sample
+    python bench.py generate train          # some parts: generate, train, finetune, prepare, sample, memory
     python bench.py train --device=cuda     # a device: cpu, cuda, cuda:1
 
 On a CPU, generate compares GPT-2 124M (float32) with transformers at batch 1 and 8, train compares float32 and
@@ -28,12 +28,12 @@ import regex
 import tiktoken
 import torch
 
-from checkpoint import build_checkpoint, save_checkpoint
-from device import matmul_flops, peak_flops, resolve_device
-from model import GPT, GPTConfig
-from tokenizer import EOT, GPT2_PATTERN, BPETokenizer
+from haikugpt.checkpoint import NEO, PRETRAINED, build_checkpoint, load_pretrained, save_checkpoint
+from haikugpt.device import matmul_flops, peak_flops, resolve_device
+from haikugpt.files import ROOT
+from haikugpt.tokenizer import EOT, GPT2_PATTERN, BPETokenizer
+from model import GPT, GPTConfig, padded_vocab
 
-REPO = Path(__file__).resolve().parent
 GPT2_124M = {"n_layer": 12, "n_head": 12, "n_embd": 768}
 GPT2_MEDIUM = {"n_layer": 24, "n_head": 16, "n_embd": 1024}
 
@@ -68,7 +68,7 @@ def bench_generate(device: torch.device, prompt_len: int = 16, new_tokens: int =
     hf = GPT2LMHeadModel(GPT2Config()).eval()
     with tempfile.TemporaryDirectory() as tmp:  # the same weights through the real loader
         hf.save_pretrained(tmp)
-        model = GPT.from_pretrained(tmp).eval()
+        model = load_pretrained(tmp).eval()
     greedy = dict(max_new_tokens=new_tokens, temperature=0)
     if device.type == "cuda":
         return bench_generate_cuda(model.to(device), device, prompt_len, new_tokens)
@@ -142,7 +142,7 @@ def write_random_bins(folder: Path, vocab: int, tokens: int = 400_000) -> Path:
 def time_train(args: dict, env: dict, warmup: int, config_file: str | None = None) -> dict:
     """A fresh `python train.py` with args, as a user runs it: median step time, MFU, tokens/s and peak memory."""
     out = Path(args["out_dir"])
-    cmd = [sys.executable, str(REPO / "train.py"), *([config_file] if config_file else [])]
+    cmd = [sys.executable, str(ROOT / "train.py"), *([config_file] if config_file else [])]
     cmd += [f"--{k}={v}" for k, v in args.items()]
     env = os.environ | {"TORCHINDUCTOR_CACHE_DIR": str(out / "inductor")} | env  # a cold compile
     memory = run_peak_mb(cmd, env)
@@ -278,7 +278,7 @@ print(json.dumps({"seconds": seconds, "tokens": tokens, "before_kb": before, "se
 )
 
 
-def bench_prepare(device: torch.device | None = None, repo: Path = REPO, sizes_mb: tuple[int, ...] = (25, 100)) -> None:
+def bench_prepare(device: torch.device | None = None, repo: Path = ROOT, sizes_mb: tuple[int, ...] = (25, 100)) -> None:
     """prepare/text.py's throughput (MB of text per second, every core) for the char and BPE tokenizers, and its peak
     memory at two input sizes: the embedded haiku corpus repeated to each size (repo: this file's folder)."""
     corpus_path = repo / "prepare" / "haiku_corpus.txt"
@@ -308,20 +308,19 @@ def bench_prepare(device: torch.device | None = None, repo: Path = REPO, sizes_m
                 print(f"{tokenizer:>9} {mb:9.1f} {speed} {r['tokens']:12,} {peak:>27}")
 
 
-def bench_sample(device: torch.device, demo: Path = REPO / "out-haiku-bpe") -> None:
+def bench_sample(device: torch.device, demo: Path = ROOT / "out-haiku-bpe") -> None:
     """Form-constrained against free sampling: 100 haiku from the demo checkpoint, command to finish; and per token
     with a GPT-2 124M shape (random weights, the stand-in GPT-2 BPE), 10 haiku in a batch."""
-    from form import FormConstraint, Lexicon
+    from configurator import read_config_file
+    from haikugpt.haiku.form import FormConstraint, Lexicon
+    from haikugpt.training import read_meta
 
     with tempfile.TemporaryDirectory() as tmp:
         if not (demo / "ckpt.pt").is_file():  # the demo's shape with random weights until the quick start has run
-            from configurator import read_config_file
-            from data import read_meta
-
-            shape = read_config_file(REPO / "config" / "train_haiku_bpe.py")
-            meta = read_meta(REPO / "data" / shape["dataset"])
+            shape = read_config_file(ROOT / "config" / "train_haiku_bpe.py")
+            meta = read_meta(ROOT / "data" / shape["dataset"])
             keys = ("n_layer", "n_head", "n_embd", "block_size")
-            config = GPTConfig(vocab_size=-(-meta["vocab_size"] // 64) * 64, **{k: shape[k] for k in keys})
+            config = GPTConfig(vocab_size=padded_vocab(meta["vocab_size"]), **{k: shape[k] for k in keys})
             demo = Path(tmp) / "demo"
             save_checkpoint(build_checkpoint(GPT(config), {}, meta), demo / "ckpt.pt")
         times = {"free": float("inf"), "5-7-5": float("inf")}
@@ -329,7 +328,7 @@ def bench_sample(device: torch.device, demo: Path = REPO / "out-haiku-bpe") -> N
             for form in times:
                 cmd = [
                     sys.executable,
-                    str(REPO / "sample.py"),
+                    str(ROOT / "sample.py"),
                     f"--out_dir={demo}",
                     "--num_samples=100",
                     f"--form={form}",
@@ -340,7 +339,7 @@ def bench_sample(device: torch.device, demo: Path = REPO / "out-haiku-bpe") -> N
         print(f"== sample: 100 haiku from {demo}, `python sample.py` start to finish: free {times['free']:.1f} s, "
               f"5-7-5 {times['5-7-5']:.1f} s ({times['5-7-5'] / times['free']:.2f}x)")  # fmt: skip
 
-    tok = BPETokenizer(stand_in_encoding((REPO / "prepare" / "haiku_corpus.txt").read_text()))
+    tok = BPETokenizer(stand_in_encoding((ROOT / "prepare" / "haiku_corpus.txt").read_text()))
     model = GPT(GPTConfig(), seed=0).to(device).eval()  # 124M
     t0 = time.perf_counter()
     constraint = FormConstraint(tok, (5, 7, 5), Lexicon.load())
@@ -359,12 +358,47 @@ def bench_sample(device: torch.device, demo: Path = REPO / "out-haiku-bpe") -> N
           f"the lexicon and token tables took {setup:.1f} s")  # fmt: skip
 
 
+def memory_estimate(config: GPTConfig, batch_size: int, adapters: bool, rank: int = 16) -> dict[str, float]:
+    """Bytes a training step needs, by part, under bfloat16 autocast with float32 master weights and AdamW: without
+    adapters every weight has a float32 gradient and two AdamW moments; with them the target projections are held in
+    bfloat16 and frozen, and only the adapters have those. Activations: ~34 bytes per token per layer per unit of
+    width, the figure of Korthikanti et al. (2022) for mixed precision without recomputation (attention's
+    sequence-squared term is not stored: scaled_dot_product_attention recomputes it), plus the logits in bfloat16 and
+    float32 with their gradient."""
+    C, L, V, T = config.n_embd, config.n_layer, config.vocab_size, config.block_size
+    total = L * (12 * C * C + 13 * C) + V * C + T * C + 2 * C  # blocks (four projections, two LayerNorms), tables
+    targets = L * (12 * C * C + 9 * C)
+    trained = L * rank * (4 * C + 2 * C + 5 * C + 5 * C) if adapters else total
+    weights = 2 * targets + 4 * (total - targets) + 4 * trained if adapters else 4 * total
+    return {
+        "parameters": total,
+        "weights": weights + 2 * (total if not adapters else total - targets),  # with autocast's bfloat16 copies
+        "gradients": 4 * trained,
+        "optimizer": 8 * trained,
+        "activations": 34 * T * batch_size * C * L + 10 * T * batch_size * V,
+    }
+
+
+def bench_memory(device: torch.device | None = None, batch_size: int = 16, block_size: int = 128) -> None:
+    """memory_estimate in GB for every GPT-2 and GPT-Neo size, with and without LoRA adapters of rank 16."""
+    print(f"== memory: estimated GB to fine-tune at block {block_size}, batch {batch_size}, bfloat16 autocast")
+    print(f"{'model':<36} {'params':>7} {'weights':>8} {'grads':>6} {'AdamW':>6} {'activ.':>7} {'total':>6}")
+    for name, (L, H, C) in {**PRETRAINED, **NEO}.items():
+        config = GPTConfig(block_size=block_size, vocab_size=50257, n_layer=L, n_head=H, n_embd=C)
+        for adapters in (False, True):
+            e = {k: v / 1e9 for k, v in memory_estimate(config, batch_size, adapters).items()}
+            total = e["weights"] + e["gradients"] + e["optimizer"] + e["activations"]
+            print(f"{name + (' + LoRA r16' if adapters else ''):<36} {e['parameters']:6.2f}B {e['weights']:8.1f} "
+                  f"{e['gradients']:6.1f} {e['optimizer']:6.1f} {e['activations']:7.1f} {total:6.1f}")  # fmt: skip
+
+
 BENCHES = {
     "generate": bench_generate,
     "train": bench_train,
     "finetune": bench_finetune,
     "prepare": bench_prepare,
     "sample": bench_sample,
+    "memory": bench_memory,
 }
 
 

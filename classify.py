@@ -1,8 +1,7 @@
 """
-Fine-tune a GPT to classify texts, judged by accuracy, precision, recall and F1: train.py's GPT with a linear head on
-the hidden state of each text's last token (its end-of-text), all weights trained (or LoRA adapters and the head).
-Keys, config files and overrides are train.py's (trainer.py's DEFAULTS) plus the few below; `python classify.py
---help` lists them all.
+Fine-tune a GPT to classify texts, judged by accuracy, precision, recall and F1: a linear head on the hidden state of
+each text's last token (its end-of-text), all weights trained (or LoRA adapters and the head). Keys, config files and
+overrides are train.py's plus the few below; `python classify.py --help` lists them all.
 
     python prepare/labelled.py --tokenizer=char          # the embedded haiku by season -> data/haiku_seasons_char
     python classify.py config/classify_haiku_seasons.py  # from train.py's char language model, out-haiku-char
@@ -33,41 +32,48 @@ import csv
 import io
 import math
 import sys
+from contextlib import nullcontext
+from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch.nn import functional as F
+from torch.nn.parallel import DistributedDataParallel as DDP
 
-import ddp
-import lora
-import trainer
-from checkpoint import checkpoint_path, load_checkpoint
-from classifier import (
+from haikugpt import training
+from haikugpt.checkpoint import build_checkpoint, checkpoint_path, load_checkpoint
+from haikugpt.device import (
+    DTYPES,
+    all_max,
+    autocast,
+    gather,
+    print0,
+    resolve_device,
+    resolve_dtype,
+    teardown_ddp,
+    to_device,
+)
+from haikugpt.files import one_line_errors, write_json, write_text
+from haikugpt.labels import (
     Classifier,
-    encode,
+    classifier_from_checkpoint,
+    encode_texts,
     fit_block,
-    from_checkpoint,
+    format_scores,
     is_classifier,
-    judge,
-    lm_from_checkpoint,
     logits_of,
+    majority_label,
     make_room,
     pad_batch,
-    pad_id,
-    table,
-)
-from data import find_dataset, read_meta, to_device
-from ddp import print0
-from device import autocast, resolve_device, resolve_dtype
-from files import error_line, write_json, write_text
-from hf import check_name
-from labels import read_labelled, read_split, to_names
-from model import GPT, GPTConfig
-from tokenizer import load_tokenizer, same_vocabulary
+    read_split,
+    score_predictions,
+)  # fmt: skip
+from haikugpt.texts import read_labelled, to_names
+from haikugpt.tokenizer import load_tokenizer, same_vocabulary
+from model import hold_frozen_in
 
 DEFAULTS = dict(
-    trainer.DEFAULTS,
+    training.DEFAULTS,
     dataset="haiku_seasons",  # a labelled dataset from prepare/labelled.py: a folder name under data/, or a path
     init_from="scratch",  # 'scratch', 'resume', a train.py out_dir or .pt file, 'gpt2' ... 'gpt2-xl', a local HF folder
     # classification
@@ -76,14 +82,7 @@ DEFAULTS = dict(
     text_column=None,  # the text column of input and predict files; None: as prepared, else text, sentence, ...
     label_column=None,  # the label column of input files; None: as prepared, else label, class, category, ...
 )
-SOURCES = (__file__, trainer.__file__)  # where --help finds each key's comment
-MODEL_SHAPE = ("n_layer", "n_head", "n_embd", "block_size", "bias")  # trainer.SHAPE_KEYS less LoRA's
-
-Split = tuple[list[np.ndarray], np.ndarray]  # each text's token ids (ending with end-of-text), and the label ids
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# The model init_from asks for
+MODEL_SHAPE = ("n_layer", "n_head", "n_embd", "block_size", "bias")
 
 
 def init_kind(init_from: str) -> str:
@@ -97,157 +96,219 @@ def init_kind(init_from: str) -> str:
     if path.is_dir() and not (path / "config.json").is_file():
         raise FileNotFoundError(f"init_from={init_from} is a folder with no checkpoint (ckpt.pt, best.pt) and "
                                 "no Hugging Face config.json; train a language model there with train.py")  # fmt: skip
-    check_name(init_from)  # a Hub name, or a local Hugging Face folder
+    training.pretrained_name(init_from)  # a Hub name, or a local Hugging Face folder
     return "pretrained"
 
 
-def check_vocab(meta: dict, config: dict, kind: str, ckpt: dict | None, lm_ckpt: dict | None) -> None:
+def check_data(meta: dict, config: dict, kind: str, ckpt: dict | None, lm_ckpt: dict | None) -> None:
     """Refuse data whose token ids or labels mean something else to the model, before any weights are downloaded."""
     if ckpt is not None and not is_classifier(ckpt):
         raise ValueError(f"{config['out_dir']} holds a language model (train.py's), not a classifier to resume; start "
                          f"one from it with --init_from={config['out_dir']} and another --out_dir")  # fmt: skip
     pretrained = config["init_from"] if kind == "pretrained" else None
-    ckpt_meta = (ckpt["meta"] or {}) if ckpt else None
-    trainer.check_vocab(meta, ckpt_meta, pretrained, "python prepare/labelled.py --tokenizer gpt2")
+    training.check_vocab(
+        meta, (ckpt["meta"] or {}) if ckpt else None, pretrained, "python prepare/labelled.py --tokenizer gpt2"
+    )
     if ckpt is not None and ckpt["meta"].get("labels") != meta["labels"]:
         raise ValueError(f"the checkpoint's labels {ckpt['meta'].get('labels')} are not the dataset's {meta['labels']}")
-    if lm_ckpt is not None:
-        lm_meta = lm_ckpt["meta"] or {"tokenizer": "gpt2", "vocab_size": 50257}  # nanoGPT's checkpoints: GPT-2 BPE
-        if not same_vocabulary(lm_meta, meta):
-            raise ValueError(
-                f"init_from={config['init_from']} was trained on a {lm_meta['tokenizer']} vocabulary of "
-                f"{lm_meta['vocab_size']:,}, not the dataset's {meta['tokenizer']} vocabulary of "
-                f"{meta['vocab_size']:,}; prepare the data in the language model's vocabulary (prepare/labelled.py "
-                f"--tokenizer {lm_meta['tokenizer']}, on its corpus) or use --init_from=scratch"
-            )
-
-
-def init_model(config: dict, user: dict, kind: str, ckpt: dict | None, lm_ckpt: dict | None, meta: dict) -> Classifier:
-    """A new classifier (a GPT from scratch, a language model's or OpenAI's, and a new head), or the resumed one."""
-    if kind == "resume":
-        # dropout is the one model setting a resumed run may change
-        ckpt["model_args"].update(dropout=config["dropout"], lora_dropout=config["lora_dropout"])
-        return from_checkpoint(ckpt)
-    pad = pad_id(meta)
-    if kind == "scratch":
-        shape = {k: config[k] for k in (*MODEL_SHAPE, "dropout")}
-        gpt = GPT(GPTConfig(vocab_size=math.ceil((pad + 1) / 64) * 64, **shape), seed=config["seed"])
-    elif kind == "checkpoint":
-        lm_ckpt["model_args"]["dropout"] = config["dropout"]
-        gpt = lm_from_checkpoint(lm_ckpt)
-    else:
-        gpt = GPT.from_pretrained(config["init_from"], dropout=config["dropout"], block_size=config["block_size"])
-    for key in MODEL_SHAPE:  # a config that also describes the scratch control must describe this model
-        if key in user and user[key] != getattr(gpt.config, key):
-            raise ValueError(f"{key}={user[key]!r} differs from init_from={config['init_from']}'s "
-                             f"{key}={getattr(gpt.config, key)!r}; drop it, or use --init_from=scratch")  # fmt: skip
-    make_room(gpt, pad)
-    lora.adapt(gpt, config)  # with lora_rank, every other weight of the GPT is frozen; the new head trains in full
-    return Classifier(gpt, len(meta["labels"]), pad, seed=config["seed"])
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Training
-
-
-def setup(config: dict, user: dict, ckpt: dict | None) -> tuple[trainer.Run, dict[str, Split]]:
-    """Everything checked in the order the user typed it: keys and values, then the names and files they point to
-    (model, checkpoint, dataset), then what those imply (vocabularies, labels, downloads)."""
-    kind = init_kind(config["init_from"])
-    folder = find_dataset(config["dataset"])
-    meta = read_meta(folder)
-    if "labels" not in meta:
-        raise ValueError(f"{folder} holds no labels (it is a language-model dataset); prepare a labelled one with "
-                         "`python prepare/labelled.py`")  # fmt: skip
-    lm_ckpt = load_checkpoint(config["init_from"], best=True) if kind == "checkpoint" else None
-    check_vocab(meta, config, kind, ckpt, lm_ckpt)
-    ranks, device = ddp.setup(config["backend"], config["device"])
-    model = init_model(config, user, kind, ckpt, lm_ckpt, meta)
-    splits = {}
-    for name in ("train", "val"):
-        texts, labels = read_split(folder, name, meta["eot_id"])
-        texts, cut = fit_block(texts, model.config.block_size)
-        if cut:
-            print0(f"note: {cut:,} of {len(texts):,} {name} texts are longer than block_size {model.config.block_size}"
-                   " tokens: each keeps its start and its end-of-text")  # fmt: skip
-        splits[name] = (texts, labels)
-    return trainer.setup(config, ckpt, model, meta, ranks, device), splits
-
-
-def majority(meta: dict) -> int:
-    """The id of the most common label in the training split (the first of equals)."""
-    counts = meta["label_counts"]["train"]
-    return max(range(len(meta["labels"])), key=lambda i: counts.get(meta["labels"][i], 0))
-
-
-@torch.no_grad()
-def evaluate(model, splits: dict[str, Split], run: trainer.Run) -> dict[str, float]:
-    """Loss and accuracy on a fixed sample of training texts (eval_iters batches) and on the whole val split, whose
-    macro F1 picks best.pt; the val split's figures are printed as a table."""
-    model.eval()
-    pad, size = run.raw_model.pad_id, run.config["batch_size"]
-    sample = torch.Generator().manual_seed(run.config["seed"] + trainer.EVAL_BATCHES_SEED)  # the same texts each time
-    train_texts, train_labels = splits["train"]
-    rows = torch.randperm(len(train_texts), generator=sample)[: run.config["eval_iters"] * size].tolist()
-    out = {}
-    for name, (texts, labels) in (
-        ("train", ([train_texts[i] for i in rows], train_labels[rows])),
-        ("val", splits["val"]),
-    ):
-        logits = logits_of(model, texts, pad, size, run.device, run.ctx)
-        out[f"{name}/loss"] = F.cross_entropy(logits, torch.from_numpy(labels)).item()
-        out[f"{name}/accuracy"] = (logits.argmax(1).numpy() == labels).mean().item()
-    report = judge(labels.tolist(), logits.argmax(1).tolist(), run.meta["labels"], majority(run.meta))  # val's
-    print0(table(report))
-    model.train()
-    return {**out, "val/macro_f1": report["macro_f1"]}
+    lm_meta = (lm_ckpt["meta"] or {"tokenizer": "gpt2", "vocab_size": 50257}) if lm_ckpt else meta  # nanoGPT's: GPT-2
+    if not same_vocabulary(lm_meta, meta):
+        raise ValueError(
+            f"init_from={config['init_from']} was trained on a {lm_meta['tokenizer']} vocabulary of "
+            f"{lm_meta['vocab_size']:,}, not the dataset's {meta['tokenizer']} vocabulary of {meta['vocab_size']:,}; "
+            f"prepare the data in the language model's vocabulary (prepare/labelled.py --tokenizer "
+            f"{lm_meta['tokenizer']}, on its corpus) or use --init_from=scratch"
+        )
 
 
 def train(config: dict, user: dict, ckpt: dict | None) -> None:
-    run, splits = setup(config, user, ckpt)
-    texts, labels = splits["train"]
+    # Everything checked in the order the user typed it: keys and values, then the names and files they point to
+    # (model, checkpoint, dataset), then what those imply (vocabularies, labels, downloads).
+    kind = init_kind(config["init_from"])
+    data_dir = training.find_dataset(config["dataset"])
+    meta = training.read_meta(data_dir)
+    if "labels" not in meta:
+        raise ValueError(f"{data_dir} holds no labels (it is a language-model dataset); prepare a labelled one with "
+                         "`python prepare/labelled.py`")  # fmt: skip
+    lm_ckpt = load_checkpoint(config["init_from"], best=True) if kind == "checkpoint" else None
+    check_data(meta, config, kind, ckpt, lm_ckpt)
 
-    def batch(generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    # the classifier on this rank's device: a new head on a GPT (new, a language model's, OpenAI's), or the resumed one
+    ranks, device, dtype, ctx, compiled = training.setup_device(config)
+    master = ranks.rank == 0
+    pad = meta["vocab_size"]  # the padding id: the first past the data's vocabulary, so that no text holds it
+    if ckpt is not None:  # dropout is the one model setting a resumed run may change
+        ckpt["model_args"].update(dropout=config["dropout"], lora_dropout=config["lora_dropout"])
+        model = classifier_from_checkpoint(ckpt)
+    else:
+        gpt = training.init_gpt(config, pad + 1, lm_ckpt)
+        for key in MODEL_SHAPE if kind != "scratch" else ():  # a config that describes the scratch control too
+            if key in user and user[key] != getattr(gpt.config, key):
+                raise ValueError(f"{key}={user[key]!r} differs from init_from={config['init_from']}'s {key}="
+                                 f"{getattr(gpt.config, key)!r}; drop it, or use --init_from=scratch")  # fmt: skip
+        make_room(gpt, pad)
+        model = Classifier(gpt, len(meta["labels"]), pad, seed=config["seed"])
+    block_size = model.config.block_size
+    splits = {}
+    for split in ("train", "val"):
+        texts, labels = read_split(data_dir, split, meta["eot_id"])
+        texts, cut = fit_block(texts, block_size)
+        if cut:
+            print0(f"note: {cut:,} of {len(texts):,} {split} texts are longer than block_size {block_size} tokens: "
+                   "each keeps its start and its end-of-text")  # fmt: skip
+        splits[split] = (texts, labels)
+
+    # how it runs: precision, compile, DDP; the optimizer; where a resumed run continues
+    accum_steps = training.micro_steps(config["gradient_accumulation_steps"], ranks.world_size)
+    if master:
+        training.check_writable(Path(config["out_dir"]))
+    if model.config.lora_rank:  # frozen weights in the training dtype: half the memory in bfloat16
+        hold_frozen_in(model.gpt, DTYPES[dtype])
+    model.to(device)
+    optimizer = model.configure_optimizers(
+        config["weight_decay"], config["learning_rate"], (config["beta1"], config["beta2"]), device.type
+    )
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == "float16")
+    generator = torch.Generator().manual_seed(config["seed"] + training.TRAIN_BATCHES_SEED + ranks.rank)  # the batches
+    torch.manual_seed(config["seed"] + ranks.rank)  # dropout; the weights come from the model's own generator
+    iter_num, best_f1 = 0, -1.0
+    if ckpt is not None:
+        training.restore_run(ckpt, optimizer, scaler, generator, ranks, device, config["seed"])
+        iter_num, best_f1 = ckpt["iter_num"], ckpt["best"]["value"]
+    raw_model = model
+    if compiled:
+        torch._dynamo.config.suppress_errors = True  # a compiler failure falls back to eager, with a warning
+        model = torch.compile(model)
+    if ranks.ddp:
+        model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+    trainable = sum(p.numel() for p in raw_model.parameters() if p.requires_grad)
+    resolved = {
+        "device": str(device), "dtype": dtype, "compile": compiled, "ranks": ranks.world_size,
+        "micro_steps_per_rank": accum_steps, "parameters": raw_model.num_params(), "trainable": trainable,
+        "model": asdict(raw_model.config),
+    }  # fmt: skip
+    print0(training.describe(config, resolved))
+    params = f"{raw_model.num_params() / 1e6:.2f}M parameters"
+    if trainable < sum(p.numel() for p in raw_model.parameters()):  # LoRA: some are frozen
+        params += f", {trainable / 1e6:.2f}M of them trained"
+    print0(f"texts per iteration: {accum_steps * ranks.world_size * config['batch_size']:,} = {ranks.world_size} ranks "
+           f"x {accum_steps} micro-steps x {config['batch_size']}, of up to {block_size} tokens; {params}")  # fmt: skip
+    majority = majority_label(meta)
+
+    def get_batch(generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """batch_size random training texts, right-padded to the longest (B, T), and their labels (B,)."""
+        texts, labels = splits["train"]
         rows = torch.randint(len(texts), (config["batch_size"],), generator=generator).tolist()
-        x = pad_batch([texts[i] for i in rows], run.raw_model.pad_id, run.device)
-        return x, to_device(torch.from_numpy(labels[rows]), run.device)
+        x = pad_batch([texts[i] for i in rows], pad)
+        return to_device(x, device), to_device(torch.from_numpy(labels[rows]), device)
 
-    trainer.fit(run, batch, lambda model: evaluate(model, splits, run), "val/macro_f1", maximize=True, padded=True)
-    if not config["eval_only"] and run.ranks.rank == 0:
-        keep_report(run, splits["val"])
+    @torch.no_grad()
+    def evaluate() -> tuple[dict[str, float], dict]:
+        """Loss and accuracy on a fixed sample of training texts (eval_iters batches) and on the whole val split;
+        the val split's scores (macro F1 picks best.pt), also as a table."""
+        model.eval()
+        same_texts = torch.Generator().manual_seed(
+            config["seed"] + training.EVAL_BATCHES_SEED
+        )  # the same texts each eval
+        train_texts, train_labels = splits["train"]
+        rows = torch.randperm(len(train_texts), generator=same_texts)[: config["eval_iters"] * config["batch_size"]]
+        out = {}
+        for split, (texts, labels) in (("train", ([train_texts[i] for i in rows], train_labels[rows])),
+                                       ("val", splits["val"])):  # fmt: skip
+            logits = logits_of(model, texts, pad, config["batch_size"], device, ctx)
+            out[f"{split}/loss"] = F.cross_entropy(logits, torch.from_numpy(labels)).item()
+            out[f"{split}/accuracy"] = (logits.argmax(1).numpy() == labels).mean().item()
+        scores = score_predictions(labels.tolist(), logits.argmax(1).tolist(), meta["labels"], majority)  # val's
+        model.train()
+        return {**out, "val/macro_f1": scores["macro_f1"]}, scores
+
+    def save(step: int, best: bool) -> None:
+        """ckpt.pt (and best.pt) with every rank's random streams, so a resumed run repeats this one exactly."""
+        rng, sampler = gather(training.rng_state(device), ranks), gather(generator.get_state(), ranks)
+        if master:
+            best_record = {"metric": "val/macro_f1", "value": best_f1}
+            ckpt = build_checkpoint(raw_model, config, meta, resolved, optimizer, scaler, step, best_val_loss,
+                                    best_record, rng, sampler)  # fmt: skip
+            training.save_run(ckpt, best)
+
+    best_val_loss = ckpt["best_val_loss"] if ckpt is not None else float("inf")
+    log = training.Log(config, resolved, ranks, device, raw_model.flops_per_token())
+    with training.StopSignal() as stop:
+        for step in range(iter_num, config["max_iters"] + 1):
+            last_step = step == config["max_iters"]
+            lr = training.get_lr(step, config)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+
+            # evaluate, and save the checkpoint (best.pt: the best val macro F1)
+            if step % config["eval_interval"] == 0 or last_step or config["eval_only"]:
+                with log.paused():
+                    log.check_losses()  # never save weights that a non-finite loss has touched
+                    results, scores = evaluate()
+                    print0(f"step {step}: " + ", ".join(f"{k.replace('/', ' ')} {v:.4f}" for k, v in results.items()))
+                    print0(format_scores(scores))
+                    if not all(map(math.isfinite, results.values())):
+                        sys.exit(f"error: eval is not finite at step {step}; stopping without saving")
+                    log.record({"iter": step, **results, "lr": lr})
+                    improved = results["val/macro_f1"] > best_f1
+                    best_f1 = max(best_f1, results["val/macro_f1"])
+                    best_val_loss = min(best_val_loss, results["val/loss"])
+                    keep = improved or config["always_save_checkpoint"] or last_step
+                    if keep and step > iter_num and not config["eval_only"]:  # at the start nothing has changed
+                        save(step, best=improved)
+            if last_step or config["eval_only"]:
+                break
+
+            # forward, backward and update, with gradient accumulation over micro-steps (DDP syncs on the last one)
+            loss_sum, tokens = torch.zeros((), device=device), 0
+            for micro_step in range(accum_steps):
+                x, y = get_batch(generator)
+                no_sync = ranks.ddp and micro_step < accum_steps - 1
+                with model.no_sync() if no_sync else nullcontext():
+                    with ctx:
+                        _, loss = model(x, y)
+                    scaler.scale(loss / accum_steps).backward()
+                loss_sum += loss.detach()
+                tokens += x.numel()
+            scaler.unscale_(optimizer)
+            max_norm = config["grad_clip"] if config["grad_clip"] > 0 else float("inf")  # inf: measure, not clip
+            grad_norm = torch.nn.utils.clip_grad_norm_(raw_model.parameters(), max_norm)
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+
+            log.add(step, loss_sum / accum_steps, tokens)
+            if step % config["log_interval"] == 0:
+                log.write_line(step, grad_norm, lr)
+            if all_max(stop.signum != 0, ranks):
+                log.check_losses()
+                print0(f"{stop.name()}: stopping after step {step}")
+                save(step + 1, best=False)
+                break
+    log.close()
+    if master and not config["eval_only"]:
+        write_eval_json(config, splits["val"], meta["labels"], majority, device, ctx)
 
 
-def keep_report(run: trainer.Run, val: Split) -> None:
-    """Judge the kept checkpoint (best.pt, else ckpt.pt) on the val split again and write out_dir/eval.json."""
-    path = checkpoint_path(run.config["out_dir"], best=True)
+def write_eval_json(config: dict, val: tuple, names: list[str], majority: int, device, ctx) -> None:
+    """Score the kept checkpoint (best.pt, else ckpt.pt) on the val split again and write out_dir/eval.json."""
+    path = checkpoint_path(config["out_dir"], best=True)
     ckpt = load_checkpoint(path)
-    model = from_checkpoint(ckpt, run.device).eval()
-    logits = logits_of(model, val[0], model.pad_id, run.config["batch_size"], run.device, run.ctx)
-    report = judge(val[1].tolist(), logits.argmax(1).tolist(), run.meta["labels"], majority(run.meta))
+    model = classifier_from_checkpoint(ckpt, device).eval()
+    logits = logits_of(model, val[0], model.pad_id, config["batch_size"], device, ctx)
+    scores = score_predictions(val[1].tolist(), logits.argmax(1).tolist(), names, majority)
     out = path.parent / "eval.json"
-    write_json(out, {"checkpoint": path.name, "step": ckpt["iter_num"], "split": "val", **report})
-    print0(f"kept {path} (step {ckpt['iter_num']}): val accuracy {report['accuracy']:.3f} (majority baseline "
-           f"{report['majority_baseline']:.3f}), macro F1 {report['macro_f1']:.3f}; wrote {out}")  # fmt: skip
+    write_json(out, {"checkpoint": path.name, "step": ckpt["iter_num"], "split": "val", **scores})
+    print0(f"kept {path} (step {ckpt['iter_num']}): val accuracy {scores['accuracy']:.3f} (majority baseline "
+           f"{scores['majority_baseline']:.3f}), macro F1 {scores['macro_f1']:.3f}; wrote {out}")  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Using a trained classifier: --eval_only --input=FILE and --predict=FILE
+# A trained classifier at work: --eval_only --input=FILE scores it on a labelled file, --predict=FILE labels texts
 
 
-def load_classifier(out_dir: str) -> dict:
-    path = checkpoint_path(out_dir, best=True)
-    if not path.is_file():
-        raise FileNotFoundError(f"no classifier checkpoint at {path}; train one with `python classify.py CONFIG "
-                                f"--out_dir={out_dir}`, or pass the checkpoint file as out_dir")  # fmt: skip
-    ckpt = load_checkpoint(path)
-    if not is_classifier(ckpt):
-        raise ValueError(f"{path} holds a language model, not a classifier; train one from it with "
-                         f"`python classify.py --init_from={out_dir} ...`")  # fmt: skip
-    return ckpt
-
-
-def use(config: dict) -> None:
-    """Judge out_dir's classifier on a labelled file (input) or label a file's texts (predict)."""
+def score_or_label_file(config: dict) -> None:
+    """Score out_dir's classifier on a labelled file (input), or label a file's texts (predict)."""
     if config["input"] and config["predict"]:
         raise ValueError("give --input (with --eval_only=True) or --predict, not both")
     if config["input"] and not config["eval_only"]:
@@ -258,7 +319,14 @@ def use(config: dict) -> None:
         raise FileNotFoundError(f"--{'input' if config['input'] else 'predict'}={path}: no such file")
     device = resolve_device(config["device"])
     ctx = autocast(device, resolve_dtype(config["dtype"], device))
-    ckpt = load_classifier(config["out_dir"])
+    ckpt_path = checkpoint_path(config["out_dir"], best=True)
+    if not ckpt_path.is_file():
+        raise FileNotFoundError(f"no classifier checkpoint at {ckpt_path}; train one with `python classify.py CONFIG "
+                                f"--out_dir={config['out_dir']}`, or pass the checkpoint file as out_dir")  # fmt: skip
+    ckpt = load_checkpoint(ckpt_path)
+    if not is_classifier(ckpt):
+        raise ValueError(f"{ckpt_path} holds a language model, not a classifier; train one from it with "
+                         f"`python classify.py --init_from={config['out_dir']} ...`")  # fmt: skip
     meta, names = ckpt["meta"], ckpt["meta"]["labels"]
     columns = {k: config[k] or meta.get(k) for k in ("text_column", "label_column")}  # else as the data was read
     file = read_labelled(path, **columns, need_labels=bool(config["input"]))
@@ -267,50 +335,39 @@ def use(config: dict) -> None:
         unseen = file.labels[labels.index(None)]
         raise ValueError(f"{path}: label {unseen!r} was never seen in training (the classifier knows "
                          f"{', '.join(names)})")  # fmt: skip
-    tok = load_tokenizer(meta)
     try:
-        texts = encode(tok, file.texts)
+        texts = encode_texts(load_tokenizer(meta), file.texts)
     except ValueError as e:  # a character the char table lacks
         raise ValueError(f"{path}: {e}; this classifier reads only the characters it was trained on") from None
-    model = from_checkpoint(ckpt, device).eval()
-    logits = logits_of(model, fit_block(texts, model.config.block_size)[0], model.pad_id, config["batch_size"],
-                       device, ctx)  # fmt: skip
-    out_dir = checkpoint_path(config["out_dir"]).parent
+    model = classifier_from_checkpoint(ckpt, device).eval()
+    texts = fit_block(texts, model.config.block_size)[0]
+    logits = logits_of(model, texts, model.pad_id, config["batch_size"], device, ctx)
+    out_dir = ckpt_path.parent
     if config["predict"]:
-        return write_predictions(out_dir / f"{path.stem}.predictions.csv", file.texts, logits, names)
-    report = judge([names.index(label) for label in labels], logits.argmax(1).tolist(), names, majority(meta))
-    print(table(report))
-    write_json(out_dir / f"eval_{path.stem}.json", {"checkpoint": str(checkpoint_path(config["out_dir"], best=True)),
-                                                     "input": str(path), **report})  # fmt: skip
+        probs, ids = F.softmax(logits, dim=-1).max(dim=-1)
+        out = io.StringIO()
+        csv.writer(out).writerows([("text", "label", "probability"), *((text, names[i], f"{p:.4f}") for text, i, p in
+                                   zip(file.texts, ids.tolist(), probs.tolist()))])  # fmt: skip
+        write_text(out_dir / f"{path.stem}.predictions.csv", out.getvalue())
+        counts = ", ".join(f"{(ids == i).sum().item():,} {name}" for i, name in enumerate(names))
+        print(f"wrote {out_dir / f'{path.stem}.predictions.csv'}: {len(file.texts):,} texts ({counts})")
+        return
+    scores = score_predictions(
+        [names.index(label) for label in labels], logits.argmax(1).tolist(), names, majority_label(meta)
+    )
+    print(format_scores(scores))
+    write_json(out_dir / f"eval_{path.stem}.json", {"checkpoint": str(ckpt_path), "input": str(path), **scores})
     print(f"wrote {out_dir / f'eval_{path.stem}.json'}")
 
 
-def write_predictions(path: Path, texts: list[str], logits: torch.Tensor, names: list[str]) -> None:
-    """A CSV of each text, its predicted label and that label's probability."""
-    probs, ids = F.softmax(logits, dim=-1).max(dim=-1)
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(["text", "label", "probability"])
-    writer.writerows((text, names[i], f"{p:.4f}") for text, i, p in zip(texts, ids.tolist(), probs.tolist()))
-    write_text(path, out.getvalue())
-    counts = ", ".join(f"{(ids == i).sum().item():,} {name}" for i, name in enumerate(names))
-    print(f"wrote {path}: {len(texts):,} texts ({counts})")
-
-
-def classify(argv: list[str]) -> None:
-    config, user, ckpt = trainer.read_config(DEFAULTS, argv, __doc__, SOURCES)
-    if config["input"] or config["predict"]:
-        use(config)
-    else:
-        train(config, user, ckpt)
-
-
 def main(argv: list[str] | None = None) -> None:
-    try:
-        classify(sys.argv[1:] if argv is None else argv)  # returns having dropped the model, so DDP leaves cleanly
-    except (ValueError, OSError, RuntimeError) as e:
-        sys.exit(f"error: {error_line(e)}" if ddp.RANK == 0 else 1)
-    ddp.teardown()
+    with one_line_errors():
+        config, user, ckpt = training.read_config(DEFAULTS, sys.argv[1:] if argv is None else argv, __doc__, __file__)
+        if config["input"] or config["predict"]:
+            score_or_label_file(config)
+        else:
+            train(config, user, ckpt)  # returns having dropped the model, so DDP leaves cleanly
+    teardown_ddp()
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Config files and --key=value overrides, checked against a script's defaults.
 
-Used by train.py, classify.py, sample.py and export.py, nanoGPT style:
+Used by train.py, classify.py, sample.py, export.py and plot.py, nanoGPT style:
 
     python train.py config/train_haiku_char.py --batch_size=32 --compile=False
     python train.py --help          # the script's docstring, then every key with its default and its comment
@@ -19,7 +19,7 @@ import sys
 import types
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent
+from haikugpt.files import ROOT
 
 
 def configure(defaults: dict, argv: list[str], doc: str = "", sources: tuple = ()) -> dict:
@@ -79,10 +79,10 @@ def help_text(defaults: dict, doc: str, sources: tuple) -> str:
 
 def find_config_file(name: str) -> Path:
     """Resolve a config file path relative to the current directory, then to the repository root."""
-    for path in (Path(name), REPO_ROOT / name):
+    for path in (Path(name), ROOT / name):
         if path.is_file():
             return path
-    raise ValueError(f"config file {name!r} not found (looked in the current directory and in {REPO_ROOT})")
+    raise ValueError(f"config file {name!r} not found (looked in the current directory and in {ROOT})")
 
 
 def read_config_file(path: Path) -> dict:

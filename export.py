@@ -31,12 +31,14 @@ import json
 import sys
 from pathlib import Path
 
-from checkpoint import checkpoint_path, load_checkpoint, model_from_checkpoint
-from classifier import from_checkpoint, is_classifier
+import torch
+
 from configurator import configure
-from files import error_line, replace_folder
-from hf import hf_config, hf_state_dict
-from tokenizer import EOT, gpt2_tokenizer, load_tokenizer
+from haikugpt.checkpoint import CONV1D_WEIGHTS, checkpoint_path, load_checkpoint, model_from_checkpoint
+from haikugpt.files import one_line_errors, replace_folder
+from haikugpt.labels import classifier_from_checkpoint, is_classifier
+from haikugpt.tokenizer import EOT, gpt2_tokenizer, load_tokenizer
+from model import GPT, GPTConfig, merged_state_dict
 
 DEFAULTS = dict(
     out_dir="out",  # the folder train.py wrote (its best.pt is read, else ckpt.pt), or a checkpoint file
@@ -46,12 +48,9 @@ PAD = "<|pad|>"  # a classifier's padding token
 
 
 def main(argv: list[str] | None = None) -> None:
-    try:
+    with one_line_errors():
         config = configure(DEFAULTS, sys.argv[1:] if argv is None else argv, __doc__, (__file__,))
-        hf_dir = export(config["out_dir"], config["hf_dir"])
-    except (ValueError, OSError, RuntimeError) as e:  # OSError: files that cannot be read or written
-        sys.exit(f"error: {error_line(e)}")
-    print(f"wrote {hf_dir}")
+        print(f"wrote {export(config['out_dir'], config['hf_dir'])}")
 
 
 def export(out_dir: str, hf_dir: str = "") -> Path:
@@ -77,7 +76,7 @@ def export_classifier(ckpt: dict, tok, hf_dir: Path) -> Path:
     GPT's weights as export() writes them, the head as score.weight, the label names in config.json, and a padding
     token, <|pad|>, at the classifier's padding id (the first past the data's vocabulary), which transformers' pooling
     skips as classify.py's does."""
-    model = from_checkpoint(ckpt, "cpu")
+    model = classifier_from_checkpoint(ckpt, "cpu")
     names = ckpt["meta"]["labels"]
     config = hf_config(model.config, tok.eot_id)
     head = {"gpt2": "GPT2ForSequenceClassification", "gpt_neo": "GPTNeoForSequenceClassification"}
@@ -91,6 +90,55 @@ def export_classifier(ckpt: dict, tok, hf_dir: Path) -> Path:
     files |= tokenizer_files(tok, model.config.block_size, model.pad_id)
     weights = hf_state_dict(model.gpt) | {"score.weight": model.score.weight.detach().cpu().contiguous()}
     return write_folder(hf_dir, files, weights)
+
+
+def architecture(config: GPTConfig) -> str:
+    """Which Hugging Face architecture expresses a GPTConfig: gpt2 or gpt_neo; an error for mixtures of the two."""
+    if config.scale_attn and config.qkv_bias and not config.local_layers:
+        return "gpt2"
+    if not config.scale_attn and not config.qkv_bias and config.bias:
+        return "gpt_neo"
+    raise ValueError("this model mixes GPT-2's and GPT-Neo's attention (scale_attn, qkv_bias, local_layers), which "
+                     "neither Hugging Face architecture expresses; it cannot be exported")  # fmt: skip
+
+
+def hf_state_dict(model: GPT) -> dict[str, torch.Tensor]:
+    """A GPT's weights under Hugging Face's names (LoRA adapters merged in): the loader's mapping run backwards.
+    GPT-2 always has biases; a model trained with bias=False gets zeros, which compute the same thing."""
+    neo, C = architecture(model.config) == "gpt_neo", model.config.n_embd
+    hf = {}
+    for key, weight in merged_state_dict(model).items():
+        if key == "lm_head.weight":
+            continue  # tied to wte; config.json says tie_word_embeddings
+        weight = weight.detach().float().cpu()
+        if neo and key.endswith("attn.c_attn.weight"):
+            for name, part in zip("qkv", weight.split(C, dim=0)):
+                hf[key.replace("attn.c_attn.weight", f"attn.attention.{name}_proj.weight")] = part.contiguous()
+        elif neo:
+            hf[key.replace("attn.c_proj", "attn.attention.out_proj")] = weight.contiguous()
+        else:
+            hf[key] = (weight.t() if key.endswith(CONV1D_WEIGHTS) else weight).contiguous()  # Linear's (out, in)
+            if not model.config.bias and key not in ("transformer.wte.weight", "transformer.wpe.weight"):
+                hf[key.removesuffix("weight") + "bias"] = torch.zeros(weight.size(0))
+    return hf
+
+
+def hf_config(config: GPTConfig, eot_id: int) -> dict:
+    """The config.json of a GPT2LMHeadModel or GPTNeoForCausalLM for a GPTConfig."""
+    common = {"vocab_size": config.vocab_size, "activation_function": "gelu_new", "layer_norm_epsilon": 1e-5,
+              "initializer_range": 0.02, "tie_word_embeddings": True, "bos_token_id": eot_id,
+              "eos_token_id": eot_id}  # fmt: skip
+    if architecture(config) == "gpt_neo":
+        kinds = ["local" if i in config.local_layers else "global" for i in range(config.n_layer)]
+        return {"architectures": ["GPTNeoForCausalLM"], "model_type": "gpt_neo", **common,
+                "max_position_embeddings": config.block_size, "hidden_size": config.n_embd,
+                "num_layers": config.n_layer, "num_heads": config.n_head, "intermediate_size": None,
+                "attention_types": [[[kind], 1] for kind in kinds], "window_size": config.window_size,
+                "resid_dropout": config.dropout, "embed_dropout": config.dropout,
+                "attention_dropout": config.dropout}  # fmt: skip
+    return {"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", **common, "n_positions": config.block_size,
+            "n_embd": config.n_embd, "n_layer": config.n_layer, "n_head": config.n_head, "n_inner": None,
+            "resid_pdrop": config.dropout, "embd_pdrop": config.dropout, "attn_pdrop": config.dropout}  # fmt: skip
 
 
 def tokenizer_files(tok, block_size: int, pad_id: int | None = None) -> dict[str, str]:

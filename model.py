@@ -1,22 +1,20 @@
 """
-GPT-2 in one file: the model, loading OpenAI's pretrained weights, and fast generation with a KV cache.
+The GPT: GPT-2's architecture (GPT-Neo's too, configured), LoRA adapters, and fast generation with a KV cache.
 
     from model import GPT, GPTConfig
     model = GPT(GPTConfig(n_layer=4, n_head=4, n_embd=128, block_size=256, vocab_size=128), seed=0)
-    model = GPT.from_pretrained("gpt2")              # or gpt2-medium, gpt2-large, gpt2-xl, or a local folder
     out = model.generate(idx, max_new_tokens=100, temperature=0.8, top_k=200)
-    for tok in model.stream(idx, max_new_tokens=100): ...   # one (B,) tensor per new token
+    for token in model.stream(idx, max_new_tokens=100): ...   # one (B,) tensor per new token
 
-The computation is GPT-2's own (pre-LayerNorm blocks, tanh GELU, learned positions, lm_head tied to wte), so the
-pretrained weights load with a shape-checked copy and four transposes, and logits match Hugging Face's GPT-2.
-Only torch is imported here; hf.py reads Hugging Face folders (and imports huggingface_hub and safetensors) when
-from_pretrained is called.
+Pre-LayerNorm blocks, tanh GELU, learned positions, lm_head tied to wte, and GPT-2's own parameter names, so OpenAI's
+weights load with a shape-checked copy and four transposes (haikugpt/checkpoint.py: load_pretrained) and the logits
+match Hugging Face's GPT-2. Only torch is imported here.
 """
 
 import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn as nn
@@ -25,35 +23,43 @@ from torch.nn import functional as F
 # A step's logits (B, vocab) and the tokens just emitted (None at the first step) -> the logits to sample from.
 LogitsFilter = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
 PACKED_DTYPES = (torch.float32, torch.bfloat16)  # what oneDNN's packed CPU kernels compute in
+LORA_TARGETS = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")  # each block's projections
 
 
 @dataclass
 class GPTConfig:
     block_size: int = 1024  # longest context; the size of the position table
-    vocab_size: int = 50304  # GPT-2's 50257 padded up to a multiple of 64 for speed
+    vocab_size: int = 50304  # GPT-2's 50257 padded up to a multiple of 64 for speed (padded_vocab)
     n_layer: int = 12  # transformer blocks
     n_head: int = 12  # attention heads per block
     n_embd: int = 768  # width of the residual stream
     dropout: float = 0.0  # 0 for pretraining, 0.1+ when fine-tuning a small dataset
     bias: bool = True  # biases in Linear and LayerNorm layers, as GPT-2 has
-    # GPT-Neo differs from GPT-2 only in these three:
+    # GPT-Neo differs from GPT-2 only in these:
     scale_attn: bool = True  # divide attention scores by sqrt(head size), as GPT-2 does (GPT-Neo does not)
     qkv_bias: bool = True  # biases on the query, key and value projections (GPT-Neo has none)
     local_layers: tuple[int, ...] = ()  # layers that attend only to the last window_size tokens (GPT-Neo: odd ones)
     window_size: int = 256  # the local layers' window
-    # LoRA: trainable low-rank adapters beside the frozen projections named in lora_targets (lora.py)
+    # LoRA: trainable low-rank adapters beside the frozen projections named in lora_targets (add_adapters)
     lora_rank: int = 0  # 0: no adapters
     lora_alpha: float = 16.0  # the adapters' output is scaled by lora_alpha / lora_rank
     lora_dropout: float = 0.0  # dropout on the adapters' input
-    lora_targets: tuple[str, ...] = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")
+    lora_targets: tuple[str, ...] = LORA_TARGETS
+
+
+def padded_vocab(vocab_size: int) -> int:
+    """A vocabulary rounded up to a multiple of 64, which keeps the matmuls fast; the extra ids are never data."""
+    return math.ceil(vocab_size / 64) * 64
+
+
+def flops_per_token(matmul_params: int, config: GPTConfig) -> float:
+    """Training FLOPs per token (forward and backward) at full context, as in the PaLM paper's appendix B."""
+    return 6 * matmul_params + 12 * config.n_layer * config.n_embd * config.block_size
 
 
 class KVCache:
-    """One layer's keys and values of the tokens seen so far, preallocated to max_len positions.
-
-    GPT.new_cache() makes one per layer: each block gets its own cache rather than a layer index, so torch.compile
-    traces one graph that every block shares instead of one per layer.
-    """
+    """One layer's keys and values of the tokens seen so far, preallocated to max_len positions. Each block gets its
+    own cache rather than a layer index, so torch.compile traces one graph that every block shares."""
 
     def __init__(self, max_len: int):
         self.max_len = max_len
@@ -75,16 +81,17 @@ class KVCache:
 
 
 class Linear(nn.Linear):
-    """nn.Linear that, while generating on a CPU, multiplies by a copy of its weight packed in oneDNN's blocked layout.
+    """nn.Linear with optional LoRA adapters, which, while generating on a CPU, multiplies by a copy of its weight
+    packed in oneDNN's blocked layout.
 
-    At small batch a generation step is nearly all weight reads, and oneDNN's kernels read a packed weight at the
-    memory's full speed where BLAS reads an nn.Linear weight at about 60% of it (bench.py generate). The copy is made
-    on the first generation in a dtype (float32, or bfloat16 under autocast), kept, and remade when the weight changes;
-    it costs the weight's size again in float32, half of it in bfloat16. Training never uses it."""
+    At small batch a generation step is nearly all weight reads, and oneDNN reads a packed weight at the memory's full
+    speed where BLAS reads an nn.Linear weight at about 60% of it (bench.py generate). The copy is made on the first
+    generation in a dtype (float32, or bfloat16 under autocast), kept, and remade when the weight changes; it costs the
+    weight's size again in float32, half of it in bfloat16. Training never uses it."""
 
     packed: tuple | None = None  # (key, weight, bias) of the copy
     use_packed = False  # set by GPT.stream while it runs
-    lora_rank = 0  # adapters: lora_A (rank, in) and lora_B (out, rank), when lora.add_adapters has added them
+    lora_rank = 0  # adapters: lora_A (rank, in) and lora_B (out, rank), once add_adapters has added them
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.use_packed or torch.compiler.is_compiling():  # compiled code packs weights its own way
@@ -117,8 +124,7 @@ class CausalSelfAttention(nn.Module):
         self.dropout = config.dropout
         self.scale = None if config.scale_attn else 1.0  # None: SDPA's 1/sqrt(head size)
         self.window = config.window_size if local else None  # a local layer sees only the last window tokens
-        qkv_bias = config.bias and config.qkv_bias
-        self.c_attn = Linear(config.n_embd, 3 * config.n_embd, bias=qkv_bias)  # q, k, v for all heads
+        self.c_attn = Linear(config.n_embd, 3 * config.n_embd, bias=config.bias and config.qkv_bias)  # q, k, v
         self.c_proj = Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.resid_dropout = nn.Dropout(config.dropout)
 
@@ -189,8 +195,6 @@ class GPT(nn.Module):
         if not self.lm_head.weight.is_meta:  # loaders build on the meta device and assign the weights instead
             self._init_weights(seed)
         if config.lora_rank:
-            from lora import add_adapters
-
             add_adapters(self, seed)
 
     def tie_weights(self) -> None:
@@ -215,10 +219,8 @@ class GPT(nn.Module):
         n = sum(p.numel() for p in self.parameters())
         return n - self.transformer.wpe.weight.numel() if non_embedding else n
 
-    def estimate_flops_per_token(self) -> float:
-        """Training FLOPs per token (forward and backward) at full context, as in the PaLM paper's appendix B."""
-        cfg = self.config
-        return 6 * self.num_params() + 12 * cfg.n_layer * cfg.n_embd * cfg.block_size
+    def flops_per_token(self) -> float:
+        return flops_per_token(self.num_params(), self.config)
 
     def new_cache(self) -> list[KVCache]:
         """An empty KV cache, one per layer, for hidden_states."""
@@ -278,62 +280,40 @@ class GPT(nn.Module):
         tokens, much slower.
         """
         top_k, top_p = check_sampling(temperature, top_k, top_p)
+        block_size = self.config.block_size
+        context = idx[:, -block_size:]  # (B, <= block_size): the window the model sees
+        cache = self.new_cache() if use_cache else None
+        done = torch.zeros(idx.size(0), dtype=torch.bool, device=idx.device)
+        token = None
         with packed_on_cpu(self, idx):
-            yield from steps(self, idx, max_new_tokens, temperature, top_k, top_p, stop_token, generator, use_cache,
-                             logits_filter)  # fmt: skip
+            for step in range(max_new_tokens):
+                if step > 0 and cache is not None and cache[0].pos < block_size:
+                    h = self.hidden_states(context[:, -1:], cache)  # (B, 1, C): only the newest token
+                else:
+                    for layer_cache in cache or []:
+                        layer_cache.pos = 0  # first step, or the window moved: every position changes
+                    h = self.hidden_states(context, cache)  # (B, T, C)
+                logits = self.lm_head(h[:, -1, :]).float()  # (B, vocab_size): only the last position is needed
+                if logits_filter is not None:
+                    logits = logits_filter(logits, token)
+                token = sample_next(logits, temperature, top_k, top_p, generator)  # (B,)
+                if stop_token is not None:
+                    token = token.masked_fill(done, stop_token)  # finished rows keep emitting the stop token
+                    done |= token == stop_token
+                context = torch.cat((context, token[:, None]), dim=1)[:, -block_size:]
+                yield token
+                if stop_token is not None and bool(done.all()):
+                    return
 
     @torch.no_grad()
-    def generate(
-        self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
-        top_p: float | None = None, stop_token: int | None = None, generator: torch.Generator | None = None,
-        use_cache: bool = True, logits_filter: LogitsFilter | None = None,
-    ) -> torch.Tensor:  # fmt: skip
-        """Prompts idx (B, T) followed by up to max_new_tokens sampled tokens: (B, T + n). Arguments as stream()."""
-        kw = dict(temperature=temperature, top_k=top_k, top_p=top_p, stop_token=stop_token, generator=generator)
-        new = list(self.stream(idx, max_new_tokens, use_cache=use_cache, logits_filter=logits_filter, **kw))
+    def generate(self, idx: torch.Tensor, max_new_tokens: int, **kw) -> torch.Tensor:
+        """Prompts idx (B, T) followed by up to max_new_tokens sampled tokens: (B, T + n). Keywords as stream()'s."""
+        new = list(self.stream(idx, max_new_tokens, **kw))
         return torch.cat([idx, torch.stack(new, dim=1)], dim=1) if new else idx
-
-    @classmethod
-    def from_pretrained(cls, name_or_path: str, **overrides) -> "GPT":
-        """GPT-2 from the Hugging Face Hub by name (gpt2, gpt2-medium, gpt2-large, gpt2-xl) or a local HF folder.
-
-        overrides: dropout, and block_size no larger than the pretrained one (the position table is cropped)."""
-        from hf import load_pretrained
-
-        return load_pretrained(cls, name_or_path, **overrides)
-
-
-def steps(
-    model: "GPT", idx, max_new_tokens, temperature, top_k, top_p, stop_token, generator, use_cache, logits_filter
-) -> Iterator[torch.Tensor]:
-    """GPT.stream's loop: the prompt once, then one token per step, cached or recomputed."""
-    block_size = model.config.block_size
-    context = idx[:, -block_size:]  # (B, <= block_size): the window the model sees
-    cache = model.new_cache() if use_cache else None
-    done = torch.zeros(idx.size(0), dtype=torch.bool, device=idx.device)
-    token = None
-    for step in range(max_new_tokens):
-        if step > 0 and cache is not None and cache[0].pos < block_size:
-            h = model.hidden_states(context[:, -1:], cache)  # (B, 1, C): only the newest token
-        else:
-            for layer_cache in cache or []:
-                layer_cache.pos = 0  # first step, or the window moved: every position changes
-            h = model.hidden_states(context, cache)  # (B, T, C)
-        logits = model.lm_head(h[:, -1, :]).float()  # (B, vocab_size): only the last position is needed
-        if logits_filter is not None:
-            logits = logits_filter(logits, token)
-        token = sample_next(logits, temperature, top_k, top_p, generator)  # (B,)
-        if stop_token is not None:
-            token = token.masked_fill(done, stop_token)  # finished rows keep emitting the stop token
-            done |= token == stop_token
-        context = torch.cat((context, token[:, None]), dim=1)[:, -block_size:]
-        yield token
-        if stop_token is not None and bool(done.all()):
-            return
 
 
 @contextmanager
-def packed_on_cpu(model: "GPT", idx: torch.Tensor) -> Iterator[None]:
+def packed_on_cpu(model: GPT, idx: torch.Tensor) -> Iterator[None]:
     """Generate with every Linear's packed copy (see Linear): on a CPU with oneDNN, for weights in float32."""
     dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else torch.float32
     linears = [m for m in model.modules() if isinstance(m, Linear)]
@@ -362,12 +342,9 @@ def check_sampling(temperature: float, top_k: int | None, top_p: float | None) -
 
 
 def sample_next(
-    logits: torch.Tensor,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
+    logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
     generator: torch.Generator | None = None,
-) -> torch.Tensor:
+) -> torch.Tensor:  # fmt: skip
     """One token per row from logits (B, V): greedy at temperature 0, else sampled after top-k and top-p filtering."""
     logits = logits.float()
     if temperature == 0:
@@ -384,3 +361,57 @@ def sample_next(
         logits = logits.scatter(-1, order, sorted_logits.masked_fill(drop, float("-inf")))
     probs = F.softmax(logits, dim=-1)
     return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(1)  # (B,)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# LoRA (Hu et al., 2021): each target projection W (out, in) of every block gains A (rank, in), random, and B (out,
+# rank), zero, and computes W x + (lora_alpha / lora_rank) B A x: at step 0 the model is exactly the base model, and
+# only A and B train. A checkpoint of adapters on pretrained weights holds the adapters alone and names its base.
+
+
+def lora_projections(model: GPT) -> list[tuple[str, Linear]]:
+    """The (name, Linear) projections that carry adapters: each block's lora_targets."""
+    return [
+        (f"transformer.h.{i}.{target}", block.get_submodule(target))
+        for i, block in enumerate(model.transformer.h)
+        for target in model.config.lora_targets
+    ]
+
+
+def add_adapters(model: GPT, seed: int = 0, **settings) -> None:
+    """Give each target projection its adapters (A uniform, as nn.Linear's init, from a seeded generator; B zero) and
+    freeze every other parameter. settings (lora_rank, lora_alpha, lora_dropout, lora_targets) update model.config
+    first, for a model that was loaded without them."""
+    cfg = model.config = replace(model.config, **settings)
+    gen = torch.Generator().manual_seed(seed + 3)  # its own stream: the base model's init is unchanged
+    for _, linear in lora_projections(model):
+        device = linear.weight.device
+        linear.lora_A = nn.Parameter(torch.empty(cfg.lora_rank, linear.in_features, device=device))
+        linear.lora_B = nn.Parameter(torch.zeros(linear.out_features, cfg.lora_rank, device=device))
+        if device.type != "meta":
+            bound = 1 / math.sqrt(linear.in_features)
+            with torch.no_grad():
+                linear.lora_A.copy_(torch.rand(linear.lora_A.shape, generator=gen) * 2 * bound - bound)
+        linear.lora_rank, linear.lora_scale = cfg.lora_rank, cfg.lora_alpha / cfg.lora_rank
+        linear.lora_dropout = nn.Dropout(cfg.lora_dropout)
+    for name, p in model.named_parameters():
+        p.requires_grad = name.endswith(("lora_A", "lora_B"))
+
+
+def hold_frozen_in(model: GPT, dtype: torch.dtype) -> None:
+    """Keep the frozen target projections in dtype (bfloat16: half their memory); the adapters stay float32."""
+    for _, linear in lora_projections(model):
+        linear.weight.data = linear.weight.data.to(dtype)
+        if linear.bias is not None:
+            linear.bias.data = linear.bias.data.to(dtype)
+
+
+def merged_state_dict(model: GPT) -> dict[str, torch.Tensor]:
+    """The weights with each adapter merged into its projection (W + (alpha / rank) B A, float32), adapters left out."""
+    state = {k: v for k, v in model.state_dict().items() if not k.endswith(("lora_A", "lora_B"))}
+    for name, linear in lora_projections(model) if model.config.lora_rank else []:
+        delta = (linear.lora_B.float() @ linear.lora_A.float()) * linear.lora_scale  # (out, in)
+        state[f"{name}.weight"] = linear.weight.detach().float() + delta
+        if linear.bias is not None:
+            state[f"{name}.bias"] = linear.bias.detach().float()
+    return state

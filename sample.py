@@ -1,45 +1,44 @@
 """
-Sample from a trained model: a checkpoint written by train.py, or OpenAI's GPT-2.
+Sample from a trained model: a checkpoint written by train.py (or nanoGPT), OpenAI's GPT-2 or EleutherAI's GPT-Neo.
 
-    python sample.py --out_dir=out-haiku-char                   # ten haiku from the char demo, 5-7-5 by construction
-    python sample.py --out_dir=out-haiku-char --form=free --haiku_report=True --num_samples=100   # judge the model
-    python sample.py --out_dir=out-haiku-char --form=5-7-5-7-7 --words=names.txt                  # tanka, more words
+    python sample.py --out_dir=out-haiku-bpe                    # ten haiku from the demo, 5-7-5 by construction
+    python sample.py --out_dir=out-haiku-bpe --form=free --haiku_report=True --num_samples=100   # judge the model
+    python sample.py --out_dir=out-haiku-char --form=5-7-5-7-7 --words=names.txt                 # tanka, more words
     python sample.py --out_dir=out-haiku/best.pt --temperature=0.6 --top_p=0.9 --out_file=haiku.txt
     python sample.py --init_from=gpt2-xl --start="What is the answer to life?" --num_samples=1 --max_new_tokens=100
     python sample.py --init_from=out-haiku-hf --start=FILE:prompt.txt        # a local Hugging Face folder
-    python sample.py --init_from=EleutherAI/gpt-neo-1.3B --start="What is the meaning of life" --max_new_tokens=50 \
-        --temperature=0.9 --out_file=out.txt
+    python sample.py --init_from=EleutherAI/gpt-neo-1.3B --start="What is the meaning of life" --max_new_tokens=50
 
 Options are --key=value overrides or config files of assignments, as in train.py; DEFAULTS below lists them. The
-tokenizer (char or GPT-2 BPE) comes from the checkpoint's meta.json. On haiku data an empty start begins at end-of-text
-and each sample stops at the next end-of-text: one haiku per sample. The samples are generated as one batch with the
-KV cache and each is printed as soon as its row stops (a single sample is printed token by token). The same seed gives
-the same samples.
+tokenizer (char, a learnt BPE or GPT-2's) comes from the checkpoint's meta.json. On haiku data an empty start begins
+at end-of-text and each sample stops at the next end-of-text: one haiku per sample. The samples are generated as one
+batch with the KV cache and each is printed as soon as its row stops (a single sample is printed token by token). The
+same seed gives the same samples.
 
---form constrains every sample to a form of lines and syllables made of real words (form.py): the model's
-distribution restricted to the form and renormalised. It is 5-7-5 on a haiku checkpoint and free elsewhere; a prompt
-counts toward the first line. --haiku_report then says that the form was enforced: its 5-7-5 share measures the
+--form constrains every sample to a form of lines and syllables made of real words (haikugpt/haiku/form.py): the
+model's distribution restricted to the form and renormalised. It is 5-7-5 on a haiku checkpoint and free elsewhere; a
+prompt counts toward the first line. --haiku_report then says that the form was enforced: its 5-7-5 share measures the
 constraint, not the model, which --form=free judges.
 """
 
-import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from checkpoint import load_checkpoint, model_from_checkpoint
-from classifier import is_classifier
-from configurator import configure
-from data import dataset_dir, documents, read_meta
-from device import autocast, resolve_device, resolve_dtype
-from files import error_line, write_text
-from form import FormConstraint, Lexicon, read_words, words_of
-from hf import check_name
+from configurator import overrides
+from haikugpt.checkpoint import check_name, load_checkpoint, load_pretrained, model_from_checkpoint
+from haikugpt.device import autocast, resolve_device, resolve_dtype
+from haikugpt.files import one_line_errors, write_text
+from haikugpt.haiku.form import FormConstraint, Lexicon, read_words, words_of
+from haikugpt.haiku.verse import HAIKU, haiku_report, parse_form
+from haikugpt.labels import is_classifier
+from haikugpt.texts import dedupe_key
+from haikugpt.tokenizer import EOT, CharTokenizer, Tokenizer, gpt2_tokenizer, load_tokenizer
+from haikugpt.training import dataset_dir, read_meta
 from model import GPT, check_sampling
-from tokenizer import CharTokenizer, Tokenizer, gpt2_tokenizer, load_tokenizer
-from verse import HAIKU, dedupe_key, haiku_report, parse_form
 
 SEPARATOR = "---------------"
 MAX_CORPUS_TOKENS = 20_000_000  # a training set read for its words (the lexicon) and its haiku (copies) at most
@@ -64,18 +63,9 @@ DEFAULTS = dict(
 )
 
 
-def main(argv: list[str] | None = None) -> None:
-    try:
-        run(configure(DEFAULTS, sys.argv[1:] if argv is None else argv, __doc__, (__file__,)))
-    except BrokenPipeError:  # the reader stopped early (`python sample.py | head`): stop quietly, as Python's docs show
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's own flush fails silently too
-        sys.exit(1)
-    except (ValueError, OSError, RuntimeError) as e:
-        sys.exit(f"error: {error_line(e)}")
-
-
-def run(config: dict) -> list[str]:
-    """Load the model, print the samples as they finish (and the report); return the samples."""
+def sample(config: dict, typed: set[str] = frozenset()) -> list[str]:
+    """Load the model, print the samples as they finish (and the report); return the samples. typed: the keys the
+    user set (a value they typed wins over a default they did not choose)."""
     # what the user typed first (values, then the names and files they point to), then the model and its downloads
     top_k, top_p = check_sampling(config["temperature"], config["top_k"], config["top_p"])
     if config["num_samples"] < 1 or config["max_new_tokens"] < 1:
@@ -98,7 +88,7 @@ def run(config: dict) -> list[str]:
         block_size = model.config.block_size
         note(f"the prompt is {len(prompt)} tokens, longer than block_size {block_size}: keeping its last {block_size}")
         prompt = prompt[-block_size:]
-    corpus = training_haiku(data_dir)
+    corpus = read_training_haiku(data_dir)
     lexicon = None
     if form is not None or config["haiku_report"]:
         alphabet = {c for c in tok.chars if len(c) == 1} if isinstance(tok, CharTokenizer) else None
@@ -106,9 +96,9 @@ def run(config: dict) -> list[str]:
     logits_filter = None
     if form is not None:
         constraint = FormConstraint(tok, form, lexicon)
-        if config["max_new_tokens"] < constraint.max_tokens():
-            raise ValueError(f"form {config['form'] or '5-7-5'} may take up to {constraint.max_tokens()} tokens to "
-                             f"finish; raise max_new_tokens to at least that")  # fmt: skip
+        if config["max_new_tokens"] < constraint.max_tokens() and "form" in typed:
+            raise ValueError(f"form {config['form']} may take up to {constraint.max_tokens()} tokens to finish; "
+                             f"raise max_new_tokens to at least that")  # fmt: skip
         logits_filter = constraint.logits_filter(constraint.start(start, config["num_samples"]))
 
     generator = torch.Generator(device).manual_seed(config["seed"])
@@ -118,8 +108,11 @@ def run(config: dict) -> list[str]:
         stream = stream_samples(model, tok, prompt, config["num_samples"], config["max_new_tokens"],
                                 config["num_samples"] == 1, stop_token=stop_token, logits_filter=logits_filter,
                                 **sampling)  # fmt: skip
-        samples = print_samples(stream, live=config["num_samples"] == 1)
+        samples, unfinished = print_samples(stream, live=config["num_samples"] == 1)
     printed = "".join(f"{text}\n{SEPARATOR}\n" for text in samples)
+    if form is not None and unfinished:
+        note(f"samples {', '.join(map(str, unfinished))} of {len(samples)} did not finish the form "
+             f"{'-'.join(map(str, form))} within max_new_tokens={config['max_new_tokens']}")  # fmt: skip
     if config["haiku_report"]:
         report = haiku_report(samples, corpus[:2], form or HAIKU, lexicon, enforced=form is not None)
         print(report)
@@ -129,10 +122,11 @@ def run(config: dict) -> list[str]:
     return samples
 
 
-def print_samples(stream: Iterator[tuple[str, bool]], live: bool) -> list[str]:
-    """Print each sample as it finishes (a single one as it grows), with a separator after each; return them."""
-    samples, shown = [], ""
-    for text, done in stream:
+def print_samples(stream: Iterator[tuple[str, bool, bool]], live: bool) -> tuple[list[str], list[int]]:
+    """Print each sample as it finishes (a single one as it grows), with a separator after each; return them, and the
+    numbers (from 1) of those that ran out of tokens before their stop token."""
+    samples, unfinished, shown = [], [], ""
+    for text, done, stopped in stream:
         if live:  # print what is new since the last token
             print(text[len(shown) :], end="\n" if done else "", flush=True)
             shown = text
@@ -141,7 +135,9 @@ def print_samples(stream: Iterator[tuple[str, bool]], live: bool) -> list[str]:
         if done:
             print(SEPARATOR, flush=True)
             samples.append(text)
-    return samples
+            if not stopped:
+                unfinished.append(len(samples))
+    return samples, unfinished
 
 
 def read_start(start: str) -> str:
@@ -156,14 +152,14 @@ def read_start(start: str) -> str:
 
 def load_model(init_from: str, out_dir: str, device: torch.device) -> tuple[GPT, Tokenizer, dict | None, Path | None]:
     """The model in eval mode, its tokenizer, its dataset's meta.json (None for GPT-2) and its data folder if found."""
-    # the tokenizer first: offline, GPT-2's BPE files are missing, and that is better said before a long load
-    if init_from != "resume":
-        return GPT.from_pretrained(init_from).to(device).eval(), gpt2_tokenizer(), None, None
+    if init_from != "resume":  # the tokenizer first: offline, GPT-2's BPE files are missing, better said before a load
+        tok = gpt2_tokenizer()
+        return load_pretrained(init_from).to(device).eval(), tok, None, None
     ckpt = load_checkpoint(out_dir, best=True)
     if is_classifier(ckpt):
         raise ValueError(f"{out_dir} holds a classifier (classify.py), which labels texts rather than writing them; "
                          f"label a file with `python classify.py --out_dir={out_dir} --predict=FILE`")  # fmt: skip
-    data_dir = dataset_dir(ckpt["config"].get("dataset") or "") if ckpt["config"].get("dataset") else None
+    data_dir = dataset_dir(ckpt["config"]["dataset"]) if ckpt["config"].get("dataset") else None
     meta = ckpt["meta"]
     if meta is None and data_dir is not None and any((data_dir / f).is_file() for f in ("meta.json", "meta.pkl")):
         meta = read_meta(data_dir)  # a nanoGPT checkpoint: its char table is beside its bins, as nanoGPT reads it
@@ -183,9 +179,10 @@ def encode_prompt(start: str, tok: Tokenizer, start_at_eot: bool) -> list[int]:
 
 def stream_samples(
     model: GPT, tok: Tokenizer, prompt: list[int], num_samples: int, max_new_tokens: int, live: bool = False, **kw
-) -> Iterator[tuple[str, bool]]:
-    """Sample continuations of prompt as one batch: yield (text, True) for each sample as soon as its row stops and,
-    with live, (the text so far, False) after each token of the first row. kw are model.stream's sampling arguments."""
+) -> Iterator[tuple[str, bool, bool]]:
+    """Sample continuations of prompt as one batch: yield (text, True, stopped) for each sample as soon as its row
+    stops (stopped: at the stop token, not max_new_tokens) and, with live, (the text so far, False, False) after each
+    token of the first row. kw are model.stream's sampling arguments."""
     stop_token = kw.get("stop_token")
     idx = torch.tensor([prompt] * num_samples, dtype=torch.long, device=model.lm_head.weight.device)  # (B, T)
     head = prompt[1:] if prompt[0] == tok.eot_id else prompt  # the prompt as a sample shows it
@@ -196,25 +193,27 @@ def stream_samples(
         for i in list(running):
             if new[i] == stop_token:
                 running.remove(i)
-                yield tok.decode(head + rows[i]), True
+                yield tok.decode(head + rows[i]), True, True
             else:
                 rows[i].append(new[i])
         if live and running == [0]:
             text = tok.decode(head + rows[0])
             if not text.endswith("\ufffd"):  # a character whose UTF-8 bytes are split across tokens: wait for the rest
-                yield text, False
+                yield text, False, False
     for i in running:  # rows that reached max_new_tokens
-        yield tok.decode(head + rows[i]), True
+        yield tok.decode(head + rows[i]), True, False
 
 
-def training_haiku(data_dir: Path | None) -> tuple[set[str] | None, str, list[str]]:
+def read_training_haiku(data_dir: Path | None) -> tuple[set[str] | None, str, list[str]]:
     """The training split's haiku as prepare/haiku.py deduplicates them, where they came from (or why there are
     none), and the training documents of a small dataset (whose words the lexicon takes)."""
     if data_dir is None or not (data_dir / "train.bin").is_file() or not (data_dir / "meta.json").is_file():
         return None, "the checkpoint's training data folder was not found", []
     meta = read_meta(data_dir)
-    small = (data_dir / "train.bin").stat().st_size <= 2 * MAX_CORPUS_TOKENS
-    docs = documents(data_dir, "train", load_tokenizer(meta)) if small else []
+    docs = []
+    if (data_dir / "train.bin").stat().st_size <= 2 * MAX_CORPUS_TOKENS:
+        text = load_tokenizer(meta).decode(np.fromfile(data_dir / "train.bin", dtype=np.uint16).tolist())
+        docs = [doc for doc in text.split(EOT) if doc.strip()]  # the documents, between end-of-text ids
     if meta.get("dataset") != "haiku":
         return None, f"{data_dir} is not a haiku dataset", docs
     keys = {dedupe_key(doc) for doc in docs}
@@ -223,6 +222,12 @@ def training_haiku(data_dir: Path | None) -> tuple[set[str] | None, str, list[st
 
 def note(message: str) -> None:
     print(f"note: {message}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> None:
+    with one_line_errors():
+        user = overrides(DEFAULTS, sys.argv[1:] if argv is None else argv, __doc__, (__file__,))
+        sample({**DEFAULTS, **user}, set(user))
 
 
 if __name__ == "__main__":

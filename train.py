@@ -1,11 +1,11 @@
 """
 Train a GPT language model: from scratch, fine-tuned from OpenAI's GPT-2 or EleutherAI's GPT-Neo (all weights, or
-LoRA adapters), or resumed from out_dir. Config files and overrides work as in nanoGPT (see configurator.py);
-`python train.py --help` lists every key with its default (they are trainer.py's DEFAULTS, which classify.py shares).
+LoRA adapters), or resumed from out_dir. Config files and overrides work as in nanoGPT (configurator.py); `python
+train.py --help` lists every key with its default (haikugpt/training.py's DEFAULTS, which classify.py shares).
 
 On one GPU, or on this laptop's CPU:
     python train.py config/train_haiku_bpe.py                  # the offline demo: a small model in a few minutes
-    python train.py config/finetune_haiku.py --batch_size=4    # GPT-2 fine-tuned on haiku
+    python train.py config/finetune_haiku.py --batch_size=4    # GPT-2 medium fine-tuned on haiku
     python train.py config/finetune_haiku_neo.py               # GPT-Neo 1.3B with LoRA adapters
     python train.py --init_from=resume --out_dir=out-haiku-bpe --max_iters=2000   # continue a run, same config
 
@@ -18,105 +18,188 @@ DDP on 2 nodes of 8 GPUs each (run the first line on the master node, e.g. 123.4
 (if the nodes have no Infiniband, prepend NCCL_IB_DISABLE=1)
 
 Outputs in out_dir: ckpt.pt (latest), best.pt (best val loss), config.json (your config and what the run resolved:
-device, dtype, compile, the model's shape), metrics.jsonl (one JSON object per log). SIGINT or SIGTERM (a cluster's
-preemption) finishes the current step, saves ckpt.pt and exits 0.
+device, dtype, compile, the model's shape), metrics.jsonl (one JSON object per log line and per eval). SIGINT or
+SIGTERM (a cluster's preemption) finishes the current step, saves ckpt.pt and exits 0.
 """
 
 import math
 import sys
+from contextlib import nullcontext
+from dataclasses import asdict
+from pathlib import Path
 
+import numpy as np
 import torch
+from torch.nn.parallel import DistributedDataParallel as DDP
 
-import ddp
-import lora
-import trainer
-from checkpoint import model_from_checkpoint
-from data import Split, find_dataset, read_meta
-from files import error_line
-from hf import check_name
-from model import GPT, GPTConfig
-
-DEFAULTS = trainer.DEFAULTS
-
-
-def check_init(config: dict, user: dict) -> None:
-    """init_from names a model that exists, and no model-shape key is set that it would ignore."""
-    init_from = config["init_from"]
-    if init_from in ("scratch", "resume"):
-        return
-    check_name(init_from)
-    ignored = [k for k in trainer.SHAPE_KEYS if k in user and k != "block_size" and not k.startswith("lora_")]
-    if ignored:
-        raise ValueError(f"{ignored[0]}={user[ignored[0]]!r} does not apply to init_from={init_from}, which brings "
-                         f"its own shape; drop --{ignored[0]}")  # fmt: skip
-
-
-def init_model(config: dict, ckpt: dict | None, meta: dict) -> GPT:
-    """The model init_from asks for: a new one, the checkpoint's, or OpenAI's GPT-2 or EleutherAI's GPT-Neo; with
-    LoRA adapters when lora_rank says so."""
-    if config["init_from"] == "scratch":
-        shape = {k: config[k] for k in ("n_layer", "n_head", "n_embd", "block_size", "bias", "dropout")}
-        vocab_size = math.ceil(meta["vocab_size"] / 64) * 64  # a multiple of 64 keeps the matmuls fast
-        return GPT(GPTConfig(vocab_size=vocab_size, **shape, **lora.settings(config)), seed=config["seed"])
-    if ckpt is not None:  # dropout is the one model setting a resumed run may change
-        ckpt["model_args"].update(dropout=config["dropout"], lora_dropout=config["lora_dropout"])
-        return model_from_checkpoint(ckpt)
-    model = GPT.from_pretrained(config["init_from"], dropout=config["dropout"], block_size=config["block_size"])
-    lora.adapt(model, config)
-    return model
-
-
-@torch.no_grad()
-def estimate_loss(model, splits: dict[str, Split], run: trainer.Run) -> dict[str, float]:
-    """Mean loss over eval_iters batches per split; the same batches at every eval, so evals compare."""
-    model.eval()
-    out = {}
-    for name, split in splits.items():
-        generator = torch.Generator().manual_seed(run.config["seed"] + trainer.EVAL_BATCHES_SEED + run.ranks.rank)
-        losses = torch.zeros(run.config["eval_iters"], device=run.device)
-        for k in range(run.config["eval_iters"]):
-            x, y = split.batch(run.config["batch_size"], generator, run.device)
-            with run.ctx:
-                losses[k] = model(x, y)[1]
-        out[f"{name}/loss"] = ddp.all_mean(losses.mean(), run.ranks).item()
-    model.train()
-    return out
-
-
-def setup(argv: list[str]) -> tuple[trainer.Run, dict[str, Split]]:
-    """Everything checked in the order the user typed it: keys and values, then the names and files they point to
-    (model, checkpoint, dataset), then what those imply (vocabularies, downloads)."""
-    config, user, ckpt = trainer.read_config(DEFAULTS, argv, __doc__, (trainer.__file__,))
-    check_init(config, user)
-    folder = find_dataset(config["dataset"])
-    meta = read_meta(folder)
-    pretrained = config["init_from"] if config["init_from"] not in ("scratch", "resume") else None
-    trainer.check_vocab(meta, ckpt["meta"] if ckpt else None, pretrained, "python prepare/haiku.py")
-    ranks, device = ddp.setup(config["backend"], config["device"])
-    model = init_model(config, ckpt, meta)
-    if meta["vocab_size"] > model.config.vocab_size:
-        raise ValueError(f"the dataset's vocabulary of {meta['vocab_size']} does not fit the model's "
-                         f"vocab_size {model.config.vocab_size}")  # fmt: skip
-    splits = {name: Split(folder / f"{name}.bin", model.config.block_size) for name in ("train", "val")}
-    return trainer.setup(config, ckpt, model, meta, ranks, device), splits
+from haikugpt import training
+from haikugpt.checkpoint import build_checkpoint, model_from_checkpoint
+from haikugpt.device import DTYPES, all_max, all_mean, gather, print0, teardown_ddp, to_device
+from haikugpt.files import one_line_errors
+from model import hold_frozen_in
 
 
 def train(argv: list[str]) -> None:
-    run, splits = setup(argv)
-    config = run.config
-    trainer.fit(
-        run,
-        batch=lambda generator: splits["train"].batch(config["batch_size"], generator, run.device),
-        evaluate=lambda model: estimate_loss(model, splits, run),
+    # Everything checked in the order the user typed it: keys and values, then the names and files they point to
+    # (model, checkpoint, dataset), then what those imply (vocabularies, downloads).
+    config, user, ckpt = training.read_config(training.DEFAULTS, argv, __doc__)
+    pretrained = training.pretrained_name(config["init_from"])
+    ignored = [k for k in training.SHAPE_KEYS if k in user and k != "block_size" and not k.startswith("lora_")]
+    if pretrained and ignored:
+        raise ValueError(f"{ignored[0]}={user[ignored[0]]!r} does not apply to init_from={pretrained}, which brings "
+                         f"its own shape; drop --{ignored[0]}")  # fmt: skip
+    data_dir = training.find_dataset(config["dataset"])
+    meta = training.read_meta(data_dir)
+    training.check_vocab(meta, ckpt["meta"] if ckpt else None, pretrained, "python prepare/haiku.py")
+
+    # the model, on this rank's device
+    ranks, device, dtype, ctx, compiled = training.setup_device(config)
+    master = ranks.rank == 0
+    if ckpt is not None:  # dropout is the one model setting a resumed run may change
+        ckpt["model_args"].update(dropout=config["dropout"], lora_dropout=config["lora_dropout"])
+        model = model_from_checkpoint(ckpt)
+    else:
+        model = training.init_gpt(config, meta["vocab_size"])
+    if meta["vocab_size"] > model.config.vocab_size:
+        raise ValueError(f"the dataset's vocabulary of {meta['vocab_size']} does not fit the model's "
+                         f"vocab_size {model.config.vocab_size}")  # fmt: skip
+    block_size = model.config.block_size
+    for split in ("train", "val"):
+        n = len(np.memmap(data_dir / f"{split}.bin", dtype=np.uint16, mode="r"))
+        if n <= block_size:
+            raise ValueError(f"{data_dir / split}.bin holds {n} tokens, too few for block_size {block_size}; lower it")
+
+    # how it runs: precision, compile, DDP; the optimizer; where a resumed run continues
+    out_dir = Path(config["out_dir"])
+    accum_steps = training.micro_steps(config["gradient_accumulation_steps"], ranks.world_size)
+    if master:
+        training.check_writable(out_dir)  # before the first step, not at the first save
+    if model.config.lora_rank:  # frozen weights in the training dtype: half the memory in bfloat16
+        hold_frozen_in(model, DTYPES[dtype])
+    model.to(device)
+    optimizer = model.configure_optimizers(
+        config["weight_decay"], config["learning_rate"], (config["beta1"], config["beta2"]), device.type
     )
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == "float16")
+    generator = torch.Generator().manual_seed(config["seed"] + training.TRAIN_BATCHES_SEED + ranks.rank)  # the batches
+    torch.manual_seed(config["seed"] + ranks.rank)  # dropout; the weights come from the model's own generator
+    iter_num, best_val_loss = 0, float("inf")
+    if ckpt is not None:
+        training.restore_run(ckpt, optimizer, scaler, generator, ranks, device, config["seed"])
+        iter_num, best_val_loss = ckpt["iter_num"], ckpt["best_val_loss"]
+    raw_model = model  # unwrapped and uncompiled: what is saved
+    if compiled:
+        torch._dynamo.config.suppress_errors = True  # a compiler failure falls back to eager, with a warning
+        model = torch.compile(model)
+    if ranks.ddp:
+        model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True  # float32 matmuls on tensor cores
+        torch.backends.cudnn.allow_tf32 = True
+    trainable = sum(p.numel() for p in raw_model.parameters() if p.requires_grad)
+    resolved = {
+        "device": str(device), "dtype": dtype, "compile": compiled, "ranks": ranks.world_size,
+        "micro_steps_per_rank": accum_steps, "parameters": raw_model.num_params(), "trainable": trainable,
+        "model": asdict(raw_model.config),
+    }  # fmt: skip
+    print0(training.describe(config, resolved))
+    params = f"{raw_model.num_params() / 1e6:.2f}M parameters"
+    if trainable < sum(p.numel() for p in raw_model.parameters()):  # LoRA: some are frozen
+        params += f", {trainable / 1e6:.2f}M of them trained"
+    tokens_per_iter = accum_steps * ranks.world_size * config["batch_size"] * block_size
+    print0(f"tokens per iteration: {tokens_per_iter:,} = {ranks.world_size} ranks x {accum_steps} micro-steps x "
+           f"{config['batch_size']} x {block_size}; {params}")  # fmt: skip
+
+    def get_batch(split: str, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """batch_size random windows of the split: inputs x and targets y, x shifted by one, (B, T) on device."""
+        data = np.memmap(data_dir / f"{split}.bin", dtype=np.uint16, mode="r")  # reopened: its pages are not kept
+        starts = torch.randint(len(data) - block_size, (config["batch_size"],), generator=generator).tolist()
+        x = torch.from_numpy(np.stack([data[i : i + block_size] for i in starts]).astype(np.int64))
+        y = torch.from_numpy(np.stack([data[i + 1 : i + 1 + block_size] for i in starts]).astype(np.int64))
+        return to_device(x, device), to_device(y, device)
+
+    @torch.no_grad()
+    def estimate_loss() -> dict[str, float]:
+        """Mean loss over eval_iters batches per split; the same batches at every eval, so evals compare."""
+        model.eval()
+        out = {}
+        for split in ("train", "val"):
+            batches = torch.Generator().manual_seed(config["seed"] + training.EVAL_BATCHES_SEED + ranks.rank)
+            losses = torch.zeros(config["eval_iters"], device=device)
+            for k in range(config["eval_iters"]):
+                x, y = get_batch(split, batches)
+                with ctx:
+                    losses[k] = model(x, y)[1]
+            out[f"{split}/loss"] = all_mean(losses.mean(), ranks).item()
+        model.train()
+        return out
+
+    def save(step: int, best: bool) -> None:
+        """ckpt.pt (and best.pt) with every rank's random streams, so a resumed run repeats this one exactly."""
+        rng, sampler = gather(training.rng_state(device), ranks), gather(generator.get_state(), ranks)
+        if master:
+            ckpt = build_checkpoint(raw_model, config, meta, resolved, optimizer, scaler, step, best_val_loss,
+                                    rng=rng, sampler=sampler)  # fmt: skip
+            training.save_run(ckpt, best)
+
+    log = training.Log(config, resolved, ranks, device, raw_model.flops_per_token())
+    with training.StopSignal() as stop:
+        for step in range(iter_num, config["max_iters"] + 1):
+            last_step = step == config["max_iters"]
+            lr = training.get_lr(step, config)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+
+            # evaluate the loss on train and val, and save the checkpoint
+            if step % config["eval_interval"] == 0 or last_step or config["eval_only"]:
+                with log.paused():
+                    log.check_losses()  # never save weights that a non-finite loss has touched
+                    losses = estimate_loss()
+                    print0(f"step {step}: train loss {losses['train/loss']:.4f}, val loss {losses['val/loss']:.4f}")
+                    if not all(map(math.isfinite, losses.values())):
+                        sys.exit(f"error: eval is not finite at step {step}; stopping without saving")
+                    log.record({"iter": step, **losses, "lr": lr})
+                    improved = losses["val/loss"] < best_val_loss
+                    best_val_loss = min(best_val_loss, losses["val/loss"])
+                    keep = improved or config["always_save_checkpoint"] or last_step
+                    if keep and step > iter_num and not config["eval_only"]:  # at the start nothing has changed
+                        save(step, best=improved)
+            if last_step or config["eval_only"]:
+                break
+
+            # forward, backward and update, with gradient accumulation over micro-steps (DDP syncs on the last one)
+            loss_sum, tokens = torch.zeros((), device=device), 0
+            for micro_step in range(accum_steps):
+                x, y = get_batch("train", generator)
+                no_sync = ranks.ddp and micro_step < accum_steps - 1
+                with model.no_sync() if no_sync else nullcontext():
+                    with ctx:
+                        _, loss = model(x, y)
+                    scaler.scale(loss / accum_steps).backward()
+                loss_sum += loss.detach()
+                tokens += x.numel()
+            scaler.unscale_(optimizer)
+            max_norm = config["grad_clip"] if config["grad_clip"] > 0 else float("inf")  # inf: measure, not clip
+            grad_norm = torch.nn.utils.clip_grad_norm_(raw_model.parameters(), max_norm)
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+
+            log.add(step, loss_sum / accum_steps, tokens)
+            if step % config["log_interval"] == 0:
+                log.write_line(step, grad_norm, lr)
+            if all_max(stop.signum != 0, ranks):
+                log.check_losses()
+                print0(f"{stop.name()}: stopping after step {step}")
+                save(step + 1, best=False)
+                break
+    log.close()
 
 
 def main(argv: list[str] | None = None) -> None:
-    try:
+    with one_line_errors():
         train(sys.argv[1:] if argv is None else argv)  # returns having dropped the model, so DDP leaves cleanly
-    except (ValueError, OSError, RuntimeError) as e:
-        sys.exit(f"error: {error_line(e)}" if ddp.RANK == 0 else 1)
-    ddp.teardown()
+    teardown_ddp()
 
 
 if __name__ == "__main__":

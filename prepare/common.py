@@ -1,9 +1,8 @@
 """
-What the prepare scripts share: reading text files whatever their encoding, the stable train/val split, the char table
-or BPE learnt from a dataset's texts, and the one writer that tokenizes documents on every core and streams the ids
-into train.bin / val.bin (nanoGPT's layout).
+What the prepare scripts share: the char table or BPE learnt from a dataset's texts, and the one writer that tokenizes
+documents on every core and streams the ids into train.bin / val.bin (nanoGPT's layout), with meta.json (and, for a
+char table, nanoGPT's meta.pkl).
 
-    from prepare.common import write_dataset
     splits = {"train": [(doc, True) for doc in train_docs], "val": [(doc, True) for doc in val_docs]}
     meta = write_dataset(Path("data/mine"), splits, tokenizer, {"dataset": "mine"})
 
@@ -11,8 +10,8 @@ A split is an iterable of (text, ends_document) pieces: the writer puts the end-
 a document, so a long file can arrive in pieces and memory stays flat however large the dataset is.
 """
 
-import hashlib
 import os
+import pickle
 from collections import deque
 from collections.abc import Iterable, Iterator
 from multiprocessing import Pool
@@ -21,33 +20,14 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from files import WRITE_ERRORS, WriteError, explain, write_json
-from tokenizer import BPETokenizer, CharTokenizer, Tokenizer, train_bpe
-from verse import dedupe_key
+from haikugpt.files import WRITE_ERRORS, WriteError, atomic_write, explain, write_json
+from haikugpt.texts import decode_bytes
+from haikugpt.tokenizer import BPETokenizer, CharTokenizer, Tokenizer, train_bpe
 
-ROOT = Path(__file__).resolve().parent.parent  # the repository, which holds data/
 UINT16_LIMIT = 1 << 16  # .bin files store ids as uint16
 BATCH_BYTES = 1 << 20  # text handed to a worker at a time; large enough to hide the inter-process overhead
 
 Piece = tuple[str, bool]  # (text, ends_document)
-
-
-def decode_bytes(data: bytes) -> tuple[str, int]:
-    """Text from bytes: UTF-8, and any line that is not UTF-8 read as cp1252 (Windows Latin-1), as an editor would.
-
-    Returns the text and how many lines fell back to cp1252. Bytes that cp1252 does not define become U+FFFD."""
-    try:
-        return data.decode("utf-8-sig"), 0
-    except UnicodeDecodeError:
-        pass
-    lines, fallback = [], 0
-    for line in data.split(b"\n"):
-        try:
-            lines.append(line.decode("utf-8"))
-        except UnicodeDecodeError:
-            lines.append(line.decode("cp1252", errors="replace"))
-            fallback += 1
-    return "\n".join(lines).removeprefix("\ufeff"), fallback
 
 
 def cut_point(buf: bytes) -> int:
@@ -89,23 +69,6 @@ def read_pieces(path: Path, start: int = 0, stop: int | None = None) -> Iterator
                 yield decode_bytes(buf[:cut])[0]
         if carry:
             yield decode_bytes(carry)[0]
-
-
-def split_hash(text: str) -> float:
-    """A number in [0, 1) that depends on the text alone, so a document's split never moves when the corpus grows."""
-    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big") / 2**64
-
-
-def split_texts(texts: list[str], val_fraction: float, noun: str = "haiku") -> tuple[list[str], list[str]]:
-    """Train and val by the hash of each text's letters and digits (verse.dedupe_key), so a text and its copies never
-    land in both splits; at least one of each (the lowest hashes go to val)."""
-    if len(texts) < 2:
-        raise ValueError(f"{len(texts)} {noun} left after cleaning; at least 2 are needed for a train and a val split")
-    hashes = [split_hash(dedupe_key(t)) for t in texts]
-    order = sorted(range(len(texts)), key=hashes.__getitem__)
-    n_val = min(max(sum(x < val_fraction for x in hashes), 1), len(texts) - 1)
-    val_ids = set(order[:n_val])
-    return [t for i, t in enumerate(texts) if i not in val_ids], [t for i, t in enumerate(texts) if i in val_ids]
 
 
 def learn_tokenizer(kind: str, texts: list[str], train: list[str], vocab_size: int = 5120) -> Tokenizer:
@@ -196,6 +159,10 @@ def write_dataset(
         for split, temp in temps.items():
             os.replace(temp, out_dir / f"{split}.bin")
         write_json(out_dir / "meta.json", meta)
+        if tokenizer.name == "char":  # nanoGPT's char table too, so that its sample.py decodes our checkpoints
+            table = {"vocab_size": tokenizer.vocab_size, "itos": dict(enumerate(tokenizer.chars))}
+            data = pickle.dumps({**table, "stoi": {c: i for i, c in table["itos"].items()}})
+            atomic_write(out_dir / "meta.pkl", lambda f: f.write(data), size=len(data))
         return meta
     except OSError as e:
         if isinstance(e, WriteError) or e.errno not in WRITE_ERRORS:

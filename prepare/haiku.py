@@ -26,7 +26,6 @@ and point TIKTOKEN_CACHE_DIR at it.
 """
 
 import argparse
-import json
 import re
 import sys
 from collections import Counter
@@ -36,42 +35,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import tiktoken  # noqa: E402
 
-from files import error_line  # noqa: E402
-from labels import csv_cells  # noqa: E402
-from prepare.common import ROOT, decode_bytes, learn_tokenizer, split_texts, write_dataset  # noqa: E402
-from tokenizer import gpt2_tokenizer  # noqa: E402
-from verse import dedupe_key, is_575  # noqa: E402
+from haikugpt.files import ROOT, one_line_errors  # noqa: E402
+from haikugpt.haiku.verse import is_575  # noqa: E402
+from haikugpt.texts import UNREADABLE, dedupe_key, read_rows, split_texts  # noqa: E402
+from haikugpt.tokenizer import gpt2_tokenizer  # noqa: E402
+from prepare.common import learn_tokenizer, write_dataset  # noqa: E402
 
 CORPUS_PATH = Path(__file__).with_name("haiku_corpus.txt")
 MAX_LINES = 5
 MAX_CHARS = 300
-FORMATS = {
-    ".txt": "text",
-    ".csv": "csv",
-    ".tsv": "tsv",
-    ".jsonl": "jsonl",
-    ".ndjson": "jsonl",
-    ".json": "jsonl",
-    ".parquet": "parquet",
-}
 LINE_FIELDS = ("0", "1", "2")  # Kaggle's all_haiku.csv: one column per line
 TEXT_FIELDS = ("text", "haiku", "poem", "content", "lines")  # one field holding the whole haiku
 LETTER = re.compile(r"[^\W\d_]")
 CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")  # Unicode's control characters, less "\n"
-UNREADABLE = object()  # a record that could not be parsed (a broken JSON line)
-
-
-def detect_format(path: Path, head: bytes) -> str:
-    """The format of a file from its extension, or from its first bytes when it has none."""
-    if head.startswith(b"PAR1"):
-        return "parquet"
-    if path.suffix:
-        if path.suffix.lower() not in FORMATS:
-            raise ValueError(f"{path}: unknown format {path.suffix!r} (expected {', '.join(FORMATS)})")
-        return FORMATS[path.suffix.lower()]
-    if b"\0" in head:
-        raise ValueError(f"{path}: unknown format (binary content; expected text, CSV, JSON Lines or Parquet)")
-    return "jsonl" if head.lstrip()[:1] in (b"{", b"[") else "text"
 
 
 def pick_fields(names: list) -> list | None:
@@ -80,12 +56,6 @@ def pick_fields(names: list) -> list | None:
     if all(f in lower for f in LINE_FIELDS):
         return [lower[f] for f in LINE_FIELDS]
     return next(([lower[f]] for f in TEXT_FIELDS if f in lower), None)
-
-
-def no_fields_error(path: Path, names: list) -> ValueError:
-    found = ", ".join(str(n) for n in names[:10]) or "nothing"
-    expected = f"columns {', '.join(LINE_FIELDS)} or one of {', '.join(TEXT_FIELDS)}"
-    return ValueError(f"{path}: no column holds haiku (expected {expected}; found {found})")
 
 
 def guess_csv_columns(rows: list[list[str]]) -> tuple[list[int], bool] | None:
@@ -117,98 +87,43 @@ def guess_csv_columns(rows: list[list[str]]) -> tuple[list[int], bool] | None:
     return columns, has_header
 
 
-def read_csv(path: Path, text: str, delimiter: str) -> tuple[list, str]:
-    """Haiku values from a CSV (a string, or a list of line cells), and how the columns were chosen."""
-    rows = csv_cells(path, text, delimiter)
-    fields = pick_fields(rows[0])
-    if fields is not None:
-        columns, has_header, how = [rows[0].index(f) for f in fields], True, f"column(s) {', '.join(fields)}"
-    else:
-        guess = guess_csv_columns(rows)
-        if guess is None:
-            raise no_fields_error(path, rows[0])
-        columns, has_header = guess
-        how = f"column(s) {', '.join(map(str, columns))} by content{'' if has_header else ', no header row'}"
-    values = []
-    for row in rows[1:] if has_header else rows:
-        cells = [row[i] if i < len(row) else "" for i in columns]
-        values.append(cells[0] if len(cells) == 1 else cells)
-    return values, how
-
-
-def read_records(path: Path, records: list, names: list) -> tuple[list, str]:
-    """Haiku values from JSON or Parquet records (dicts; a bare string is a haiku)."""
-    fields = pick_fields(names)
-    if fields is None:
-        if any(isinstance(r, str) for r in records):
-            return records, "strings"
-        raise no_fields_error(path, names)
-    values = []
-    for record in records:
-        if isinstance(record, dict):
-            cells = [record.get(f) for f in fields]
-            values.append(cells[0] if len(cells) == 1 else cells)
-        else:
-            values.append(record if isinstance(record, str) else UNREADABLE)
-    return values, f"field(s) {', '.join(map(str, fields))}"
-
-
-def read_json(path: Path, text: str) -> tuple[list, str]:
-    if text.lstrip().startswith("["):
-        try:
-            records = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: not a readable JSON file ({e})") from e
-    else:
-        records = []
-        for line in text.splitlines():
-            if line.strip():
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError:
-                    records.append(UNREADABLE)
-        if all(r is UNREADABLE for r in records):
-            raise ValueError(f"{path}: no line is valid JSON")
-    first = next((r for r in records if isinstance(r, dict)), {})
-    return read_records(path, records, list(first))
-
-
-def read_parquet(path: Path) -> tuple[list, str]:
-    try:
-        import pyarrow.parquet as pq
-    except ImportError as e:
-        raise RuntimeError(f"{path}: reading Parquet needs pyarrow (pip install pyarrow)") from e
-    try:
-        names = pq.read_schema(path).names
-        fields = pick_fields(names)
-        records = pq.read_table(path, columns=fields).to_pylist() if fields else []
-    except Exception as e:  # pyarrow's errors for a damaged file come in several classes
-        raise ValueError(f"{path}: not a readable Parquet file ({str(e).splitlines()[0]})") from e
-    return read_records(path, records, names)
-
-
 def read_source(path: Path) -> tuple[list, dict]:
-    """Raw haiku values from one file, and what was learned reading it (format, columns, fallback lines)."""
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file")
+    """Raw haiku values from one file (a string, a list of line cells, None or UNREADABLE), and what was learned
+    reading it (format, the fields chosen, lines read as cp1252)."""
     if path.is_dir():
         raise ValueError(f"{path} is a folder; pass each file with --input")
-    data = path.read_bytes()
-    if not data.strip():
-        raise ValueError(f"{path} is empty")
-    fmt = detect_format(path, data[:4096])
-    info = {"path": display_path(path), "format": fmt}
-    if fmt == "parquet":
-        values, info["fields"] = read_parquet(path)
-        return values, info
-    text, info["cp1252_lines"] = decode_bytes(data)
-    if fmt == "text":
-        values = [block for block in re.split(r"\n\s*\n", text.replace("\r\n", "\n")) if block.strip()]
-    elif fmt in ("csv", "tsv"):
-        values, info["fields"] = read_csv(path, text, "\t" if fmt == "tsv" else ",")
-    else:
-        values, info["fields"] = read_json(path, text)
-    return values, info
+    rows, names, info = read_rows(path)
+    info["path"] = display_path(path)
+    if info["format"] == "text":
+        return rows, info
+    fields = pick_fields(names)
+    if info["format"] in ("csv", "tsv"):
+        if fields is not None:
+            columns, has_header = [names.index(f) for f in fields], True
+            info["fields"] = f"column(s) {', '.join(fields)}"
+        elif guess := guess_csv_columns(rows):
+            columns, has_header = guess
+            info["fields"] = (f"column(s) {', '.join(map(str, columns))} by content"
+                              f"{'' if has_header else ', no header row'}")  # fmt: skip
+        else:
+            raise no_fields_error(path, names)
+        cells = [[row[i] if i < len(row) else "" for i in columns] for row in rows[1 if has_header else 0 :]]
+        return [c[0] if len(c) == 1 else c for c in cells], info
+    if fields is None:
+        if any(isinstance(r, str) for r in rows):
+            info["fields"] = "strings"
+            return [r if isinstance(r, str) else UNREADABLE for r in rows], info
+        raise no_fields_error(path, names)
+    info["fields"] = f"field(s) {', '.join(map(str, fields))}"
+    values = [[r.get(f) for f in fields] if isinstance(r, dict) else r if isinstance(r, str) else UNREADABLE
+              for r in rows]  # fmt: skip
+    return [v[0] if isinstance(v, list) and len(v) == 1 else v for v in values], info
+
+
+def no_fields_error(path: Path, names: list) -> ValueError:
+    found = ", ".join(str(n) for n in names[:10]) or "nothing"
+    expected = f"columns {', '.join(LINE_FIELDS)} or one of {', '.join(TEXT_FIELDS)}"
+    return ValueError(f"{path}: no column holds haiku (expected {expected}; found {found})")
 
 
 def normalise(value) -> tuple[str | None, str | None]:
@@ -325,10 +240,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--val_fraction", type=float, default=0.1)
     parser.add_argument("--out_dir", type=Path, help="default: data/haiku (gpt2), data/haiku_bpe or data/haiku_char")
     args = parser.parse_args(argv)
-    try:
+    with one_line_errors():
         prepare(args.input, args.out_dir, args.tokenizer, args.val_fraction, vocab_size=args.vocab_size)
-    except (ValueError, OSError, RuntimeError) as e:  # OSError: a missing file, a full disk
-        sys.exit(f"error: {error_line(e)}")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ Default source: prepare/haiku_corpus.txt, each haiku labelled by the line of pre
 place (spring, summer, autumn, winter, or none: no season word), judged from its season words as a haiku reader
 would. --input (repeatable) reads CSV with a text and a label column (found by name, or --text_column and
 --label_column), AG News's CSV layout (Class Index, Title, Description: the text is the title and the description,
-the labels 1-4, named by --label_names), or JSON Lines with text and label fields; labels.py has the details. With
+the labels 1-4, named by --label_names), or JSON Lines with text and label fields (haikugpt/texts.py). With
 --label_names, a number n means the n-th name (counting from 1 in AG News's layout, from 0 elsewhere).
 
 Texts are cleaned as prepare/haiku.py cleans haiku (lines trimmed, inner spaces collapsed) and deduplicated (ignoring
@@ -28,7 +28,6 @@ written.
 """
 
 import argparse
-import re
 import sys
 from collections import Counter
 from pathlib import Path
@@ -37,11 +36,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import tiktoken  # noqa: E402
 
-from files import error_line  # noqa: E402
-from labels import clean_text, read_labelled, to_names, write_labels  # noqa: E402
-from prepare.common import ROOT, learn_tokenizer, split_texts, write_dataset  # noqa: E402
-from tokenizer import gpt2_tokenizer  # noqa: E402
-from verse import dedupe_key  # noqa: E402
+from haikugpt.files import ROOT, one_line_errors  # noqa: E402
+from haikugpt.labels import write_labels  # noqa: E402
+from haikugpt.texts import blocks, clean_text, dedupe_key, read_labelled, split_texts, to_names  # noqa: E402
+from haikugpt.tokenizer import gpt2_tokenizer  # noqa: E402
+from prepare.common import learn_tokenizer, write_dataset  # noqa: E402
 
 CORPUS_PATH = Path(__file__).with_name("haiku_corpus.txt")
 SEASONS_PATH = Path(__file__).with_name("haiku_seasons.txt")
@@ -56,16 +55,16 @@ def display_path(path: Path) -> str:
 
 def read_seasons() -> tuple[list[str], list[str], list[dict]]:
     """The embedded corpus's haiku and their season labels, one per haiku, in order."""
-    blocks = [b for b in re.split(r"\n\s*\n", CORPUS_PATH.read_text(encoding="utf-8")) if b.strip()]
+    haiku = blocks(CORPUS_PATH.read_text(encoding="utf-8"))
     labels = SEASONS_PATH.read_text(encoding="utf-8").split()
-    where = f"{display_path(SEASONS_PATH)}: {len(labels):,} labels for the {len(blocks):,} haiku of {CORPUS_PATH.name}"
-    if len(labels) != len(blocks):
+    where = f"{display_path(SEASONS_PATH)}: {len(labels):,} labels for the {len(haiku):,} haiku of {CORPUS_PATH.name}"
+    if len(labels) != len(haiku):
         raise ValueError(f"{where}; it needs one per haiku, in the corpus's order")
     unknown = sorted(set(labels) - set(SEASONS))
     if unknown:
         raise ValueError(f"{display_path(SEASONS_PATH)}: unknown label {unknown[0]!r} (expected {', '.join(SEASONS)})")
-    info = {"path": display_path(CORPUS_PATH), "labels": display_path(SEASONS_PATH), "read": len(blocks)}
-    return [clean_text(b) for b in blocks], labels, [info]
+    info = {"path": display_path(CORPUS_PATH), "labels": display_path(SEASONS_PATH), "read": len(haiku)}
+    return [clean_text(h) for h in haiku], labels, [info]
 
 
 def read_inputs(paths: list[Path], text_column, label_column, label_names) -> tuple[list, list, list, list[str]]:
@@ -118,7 +117,7 @@ def check_labels(labels: list[str], names: list[str], sources: list[dict]) -> No
 
 
 def stratified_split(texts: list[str], labels: list[str], names: list[str], val_fraction: float) -> list[bool]:
-    """Whether each text is in val: each label's texts split by hash on their own (prepare/common.split_texts)."""
+    """Whether each text is in val: each label's texts split by hash on their own (texts.split_texts)."""
     val: set[str] = set()
     for name in names:
         val.update(split_texts([t for t, label in zip(texts, labels) if label == name], val_fraction)[1])
@@ -209,11 +208,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out_dir", type=Path, help="default: data/haiku_seasons (bpe), data/haiku_seasons_char, ...")
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.label_names.split(",")] if args.label_names else None
-    try:
+    with one_line_errors():
         prepare(args.input, args.out_dir, args.tokenizer, args.val_fraction, args.text_column, args.label_column,
                 names, args.vocab_size)  # fmt: skip
-    except (ValueError, OSError, RuntimeError) as e:  # OSError: a missing file, a full disk
-        sys.exit(f"error: {error_line(e)}")
 
 
 if __name__ == "__main__":

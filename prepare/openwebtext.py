@@ -26,9 +26,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import tiktoken  # noqa: E402
 
-from files import error_line  # noqa: E402
-from prepare.common import ROOT, split_hash, write_dataset  # noqa: E402
-from tokenizer import gpt2_tokenizer  # noqa: E402
+from haikugpt.files import ROOT, one_line_errors  # noqa: E402
+from haikugpt.texts import split_hash  # noqa: E402
+from haikugpt.tokenizer import gpt2_tokenizer  # noqa: E402
+from prepare.common import write_dataset  # noqa: E402
 
 
 def load_documents(hf_dataset: str, hf_config: str | None, text_field: str, workers: int | None) -> Callable:
@@ -86,10 +87,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--val_fraction", type=float, default=0.0005)
     parser.add_argument("--workers", type=int, help="tokenizing processes; default: every core")
     args = parser.parse_args(argv)
-    try:
+    with one_line_errors():
         prepare(args.hf_dataset, args.hf_config, args.text_field, args.out_dir, args.val_fraction, args.workers)
-    except (ValueError, OSError, RuntimeError) as e:  # OSError: a missing file, a full disk
-        sys.exit(f"error: {error_line(e)}")
 
 
 if __name__ == "__main__":

@@ -26,9 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import tiktoken  # noqa: E402
 
-from files import error_line  # noqa: E402
-from prepare.common import ROOT, Piece, read_pieces, write_dataset  # noqa: E402
-from tokenizer import CharTokenizer, gpt2_tokenizer  # noqa: E402
+from haikugpt.files import ROOT, one_line_errors  # noqa: E402
+from haikugpt.tokenizer import CharTokenizer, gpt2_tokenizer  # noqa: E402
+from prepare.common import Piece, read_pieces, write_dataset  # noqa: E402
 
 Segment = tuple[Path, int, int, bool]  # (file, start byte, stop byte, the document ends at stop)
 
@@ -144,10 +144,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pattern", default="*.txt", help="which files to take from a folder")
     parser.add_argument("--workers", type=int, help="tokenizing processes; default: every core")
     args = parser.parse_args(argv)
-    try:
+    with one_line_errors():
         prepare(args.input, args.name, args.out_dir, args.tokenizer, args.val_fraction, args.pattern, args.workers)
-    except (ValueError, OSError, RuntimeError) as e:  # OSError: a missing file, a full disk
-        sys.exit(f"error: {error_line(e)}")
 
 
 if __name__ == "__main__":

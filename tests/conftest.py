@@ -53,7 +53,7 @@ def tiny_encoding():
 @pytest.fixture
 def tiny_gpt2_bpe(monkeypatch):
     """GPT-2's BPE files cannot be downloaded here: the GPT-2 tokenizer becomes the tiny encoding."""
-    monkeypatch.setattr("tokenizer.tiktoken.get_encoding", lambda name: make_tiny_encoding())
+    monkeypatch.setattr("haikugpt.tokenizer.tiktoken.get_encoding", lambda name: make_tiny_encoding())
 
 
 @pytest.fixture(scope="session")
@@ -82,8 +82,8 @@ def write_bins():
 
 def train_tiny(data_dir: Path, out_dir: Path, steps: int = 200, **model_args) -> Path:
     """A tiny model trained for a few steps on data_dir's haiku, saved as train.py saves it; returns out_dir."""
-    from checkpoint import build_checkpoint, save_checkpoint
-    from data import read_meta
+    from haikugpt.checkpoint import build_checkpoint, save_checkpoint
+    from haikugpt.training import read_meta
     from model import GPT, GPTConfig
 
     meta = read_meta(data_dir)
@@ -132,7 +132,7 @@ def bpe_run(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("bpe")
     haiku.prepare(out_dir=root / "haiku", tokenizer="gpt2", encoding=make_tiny_encoding())
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr("tokenizer.tiktoken.get_encoding", lambda name: make_tiny_encoding())
+        mp.setattr("haikugpt.tokenizer.tiktoken.get_encoding", lambda name: make_tiny_encoding())
         return train_tiny(root / "haiku", root / "out", steps=600)  # byte-level tokens learn more slowly than chars
 
 

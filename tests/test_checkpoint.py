@@ -1,10 +1,20 @@
-"""checkpoint.py: one builder, atomic saves, safe loads (nanoGPT's files too), models built without a random init."""
+"""checkpoint.py: one builder, atomic saves, safe loads (nanoGPT's files too), models built without a random init,
+and pretrained weights: Hugging Face parity for GPT-2 in every layout and for GPT-Neo."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
-import checkpoint
+from haikugpt import checkpoint
+from haikugpt.checkpoint import load_pretrained
 from model import GPT, GPTConfig
+
+REPO = Path(__file__).resolve().parent.parent
 
 CONFIG = GPTConfig(block_size=8, vocab_size=64, n_layer=2, n_head=2, n_embd=8)
 
@@ -97,3 +107,165 @@ def test_the_size_of_a_checkpoint_counts_shared_tensors_once():
     model, ckpt = tiny_ckpt()
     weights = sum(p.numel() * 4 for p in model.parameters())  # wte and lm_head share one tensor
     assert checkpoint.tensor_bytes(ckpt) == weights
+
+
+def save_hf_layout(hf, folder: Path, fmt: str, prefix: bool, buffers: bool, lm_head: bool) -> Path:
+    """Write hf's weights the way checkpoints in the wild look: .safetensors or .bin, with or without extras."""
+    folder.mkdir(parents=True, exist_ok=True)
+    hf.config.to_json_file(folder / "config.json")
+    state = {}
+    for key, tensor in hf.state_dict().items():
+        if key == "lm_head.weight":
+            continue
+        state[key if prefix else key.removeprefix("transformer.")] = tensor.clone()
+    n = hf.config.n_positions
+    for i in range(hf.config.n_layer) if buffers else []:
+        name = f"transformer.h.{i}.attn" if prefix else f"h.{i}.attn"
+        state[f"{name}.bias"] = torch.tril(torch.ones(n, n, dtype=torch.uint8)).view(1, 1, n, n)
+        state[f"{name}.masked_bias"] = torch.tensor(-1e4)
+    if lm_head:
+        state["lm_head.weight"] = hf.lm_head.weight.detach().clone()
+    if fmt == "safetensors":
+        from safetensors.torch import save_file
+
+        save_file(state, folder / "model.safetensors")
+    else:
+        torch.save(state, folder / "pytorch_model.bin")
+    return folder
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Pretrained weights: parity with Hugging Face in every layout
+
+LAYOUTS = [  # (format, "transformer." prefix, attention buffers, lm_head.weight saved)
+    ("safetensors", True, False, False),
+    ("safetensors", False, False, True),
+    ("bin", True, True, True),
+    ("bin", False, True, False),
+]
+
+
+@pytest.mark.parametrize("fmt,prefix,buffers,lm_head", LAYOUTS)
+def test_from_pretrained_matches_hugging_face(tmp_path, fmt, prefix, buffers, lm_head, hf_gpt2):
+    hf = hf_gpt2()
+    folder = save_hf_layout(hf, tmp_path / "gpt2-tiny", fmt, prefix, buffers, lm_head)
+    model = load_pretrained(str(folder)).eval()
+    assert model.lm_head.weight is model.transformer.wte.weight
+    idx = torch.randint(0, 50, (2, 24), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = hf(idx).logits
+    logits, _ = model(idx)
+    assert (logits - expected).abs().max().item() < 1e-5
+
+    prompt = idx[:, :5]
+    theirs = hf.generate(
+        prompt, max_new_tokens=19, do_sample=False, pad_token_id=0, attention_mask=torch.ones_like(prompt)
+    )
+    ours = model.generate(prompt, max_new_tokens=19, temperature=0)
+    assert torch.equal(ours, theirs)
+
+
+def test_hugging_face_own_save_and_overrides(tmp_path, hf_gpt2):
+    hf = hf_gpt2()
+    hf.save_pretrained(tmp_path / "saved")
+    model = load_pretrained(str(tmp_path / "saved"), block_size=10, dropout=0.2)
+    assert model.config.block_size == 10 and model.transformer.wpe.weight.shape == (10, 16)
+    assert model.config.dropout == 0.2 and model.transformer.drop.p == 0.2
+    idx = torch.randint(0, 50, (1, 10))
+    with torch.no_grad():
+        assert (model.eval()(idx)[0] - hf(idx).logits).abs().max().item() < 1e-5
+
+
+def test_from_pretrained_errors(tmp_path, hf_gpt2):
+    with pytest.raises(ValueError, match="use one of gpt2, gpt2-medium, gpt2-large, gpt2-xl"):
+        load_pretrained("gpt3")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no config.json"):
+        load_pretrained(str(tmp_path / "empty"))
+    hf = hf_gpt2()
+    folder = tmp_path / "noweights"
+    folder.mkdir()
+    hf.config.to_json_file(folder / "config.json")
+    with pytest.raises(FileNotFoundError, match="no model.safetensors or pytorch_model.bin"):
+        load_pretrained(str(folder))
+    # A config that disagrees with the weights: the key and both shapes are named.
+    folder = save_hf_layout(hf, tmp_path / "mismatch", "safetensors", True, False, False)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "vocab_size": 60}))
+    wrong = r"do not fit its config.json \(transformer.wte.weight is \(50, 16\), the model's \(60, 16\)"
+    with pytest.raises(RuntimeError, match=wrong):
+        load_pretrained(str(folder))
+    with pytest.raises(ValueError, match="between 1 and the pretrained 24"):
+        load_pretrained(str(tmp_path / "mismatch"), block_size=25)
+
+
+def test_hub_names_use_the_cache_and_explain_when_offline(tmp_path, hf_gpt2):
+    """By name, weights come from the Hugging Face cache (HF_HOME); with neither cache nor network, a clear error."""
+    hf = hf_gpt2()
+    snapshot = tmp_path / "hf" / "hub" / "models--openai-community--gpt2" / "snapshots" / "abc123"
+    save_hf_layout(hf, snapshot, "safetensors", True, False, False)
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("abc123")
+    code = (
+        "from haikugpt.checkpoint import load_pretrained\n"
+        "m = load_pretrained('gpt2'); print('loaded', m.config.n_layer, m.config.vocab_size)\n"
+        "load_pretrained('gpt2-medium')\n"
+    )
+    env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True)
+    assert "loaded 2 50" in out.stdout
+    assert "could not download gpt2-medium from the Hugging Face Hub" in out.stderr
+    assert "pass the path of a local Hugging Face folder" in out.stderr
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# GPT-Neo: the same model, configured
+
+
+def hf_neo(vocab_size: int = 50, positions: int = 48, window: int = 5):
+    """A tiny random Hugging Face GPT-Neo, global and local layers alternating, weights large enough to matter."""
+    transformers = pytest.importorskip("transformers")
+    config = transformers.GPTNeoConfig(
+        vocab_size=vocab_size, max_position_embeddings=positions, hidden_size=16, num_layers=4, num_heads=2,
+        attention_types=[[["global", "local"], 2]], window_size=window, bos_token_id=0, eos_token_id=0,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    hf = transformers.GPTNeoForCausalLM(config).eval()
+    with torch.no_grad():
+        for p in hf.parameters():
+            p.normal_(0.0, 0.2)
+    return hf
+
+
+@pytest.mark.parametrize("fmt", ["safetensors", "bin"])
+def test_gpt_neo_matches_hugging_face_past_its_local_window(tmp_path, fmt):
+    hf = hf_neo()
+    hf.save_pretrained(tmp_path, safe_serialization=fmt == "safetensors")
+    model = load_pretrained(str(tmp_path)).eval()
+    assert (model.config.scale_attn, model.config.qkv_bias, model.config.local_layers) == (False, False, (1, 3))
+    idx = torch.randint(0, 50, (2, 40), generator=torch.Generator().manual_seed(0))  # 40 tokens, windows of 5
+    with torch.no_grad():
+        torch.testing.assert_close(model(idx)[0], hf(idx).logits, rtol=0, atol=1e-5)
+    prompt = idx[:, :3]
+    theirs = hf.generate(prompt, max_new_tokens=30, do_sample=False, pad_token_id=0,
+                         attention_mask=torch.ones_like(prompt))  # fmt: skip
+    ours = model.generate(prompt, 30, temperature=0)
+    assert torch.equal(ours, theirs)
+    # the KV cache with local layers, also past block_size (48) where the window moves: the same tokens as recomputing
+    for kw in ({"temperature": 0}, {"temperature": 1.0, "top_k": 20}):
+        gen = lambda: torch.Generator().manual_seed(3)  # noqa: E731
+        cached = model.generate(prompt, 70, generator=gen(), **kw)
+        assert torch.equal(cached, model.generate(prompt, 70, generator=gen(), use_cache=False, **kw))
+
+
+def test_gpt_neo_configs_the_model_cannot_express_are_refused_naming_the_field(tmp_path):
+    for field, value in [("activation_function", "relu"), ("attention_types", [[["global", "sparse"], 2]]),
+                         ("intermediate_size", 100)]:  # fmt: skip
+        hf_neo().save_pretrained(tmp_path / field)
+        config = json.loads((tmp_path / field / "config.json").read_text())
+        (tmp_path / field / "config.json").write_text(json.dumps({**config, field: value}))
+        with pytest.raises(ValueError, match=f"{field}=.* is not something this model can express"):
+            load_pretrained(str(tmp_path / field))
+    with pytest.raises(ValueError, match="unknown model 'EleutherAI/gpt-neo-9B'.*EleutherAI/gpt-neo-125M, "
+                                         "EleutherAI/gpt-neo-1.3B, EleutherAI/gpt-neo-2.7B"):  # fmt: skip
+        load_pretrained("EleutherAI/gpt-neo-9B")

@@ -1,5 +1,5 @@
 """classify.py end to end on CPU (tiny models on the embedded haiku labelled by season, in a 400-token learnt BPE),
-classifier.py's pieces, and the exported GPT2ForSequenceClassification folder in transformers."""
+haikugpt/labels.py's pieces, and the exported GPT2ForSequenceClassification folder in transformers."""
 
 import csv
 import json
@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 import torch
 
-import classifier
 import classify
 import export
 import sample
-from checkpoint import build_checkpoint, load_checkpoint, save_checkpoint
-from labels import read_split
+from haikugpt import labels
+from haikugpt.checkpoint import build_checkpoint, load_checkpoint, save_checkpoint
+from haikugpt.labels import read_split
+from haikugpt.tokenizer import load_tokenizer
 from model import GPT, GPTConfig
 from prepare import labelled
-from tokenizer import load_tokenizer
 
 REPO = Path(__file__).resolve().parent.parent
 SEASONS = (REPO / "prepare" / "haiku_seasons.txt").read_text().split()
@@ -98,7 +98,7 @@ def test_trains_and_keeps_the_best_by_macro_f1(seasons, run_dir):
     assert sorted(evals) == [0, 10, 20, 30, 40]
     best_step = max((s for s in evals if s > 0), key=lambda s: (evals[s], -s))  # the first of equals
     best = load_checkpoint(run_dir / "best.pt")
-    assert best["iter_num"] == best_step and classifier.is_classifier(best)
+    assert best["iter_num"] == best_step and labels.is_classifier(best)
     report = json.loads((run_dir / "eval.json").read_text())
     assert {"accuracy", "macro_f1", "majority_baseline", "per_class", "confusion"} <= set(report)
     assert report["step"] == best_step and report["macro_f1"] == pytest.approx(evals[best_step], abs=1e-9)
@@ -170,12 +170,12 @@ def test_lora_trains_the_adapters_and_the_head_and_exports_merged(tmp_path, hf_g
     frozen = ckpt["model"]["gpt.transformer.h.0.mlp.c_fc.weight"]
     assert torch.equal(frozen.t(), base["transformer.h.0.mlp.c_fc.weight"])  # the base weights never moved
     assert ckpt["model"]["gpt.transformer.h.0.mlp.c_fc.lora_B"].any()  # the adapters did
-    monkeypatch.setattr("tokenizer.tiktoken.get_encoding", lambda name: tiny_encoding())  # GPT-2's, offline
+    monkeypatch.setattr("haikugpt.tokenizer.tiktoken.get_encoding", lambda name: tiny_encoding())  # GPT-2's, offline
     export.main([f"--out_dir={tmp_path / 'out'}", f"--hf_dir={tmp_path / 'export'}"])
     hf = transformers.GPT2ForSequenceClassification.from_pretrained(tmp_path / "export").eval()
-    ours = classifier.from_checkpoint(ckpt).eval()
+    ours = labels.classifier_from_checkpoint(ckpt).eval()
     texts, _ = read_split(data, "val", json.loads((data / "meta.json").read_text())["eot_id"])
-    x = classifier.pad_batch(classifier.fit_block(texts[:20], 64)[0], ours.pad_id, torch.device("cpu"))
+    x = labels.pad_batch(labels.fit_block(texts[:20], 64)[0], ours.pad_id)
     with torch.no_grad():
         torch.testing.assert_close(hf(x).logits, ours(x)[0], rtol=0, atol=1e-5)
 
@@ -238,25 +238,25 @@ def test_help_lists_every_key_with_its_comment(capsys):
 
 def test_padding_never_changes_a_text_s_logits():
     gpt = GPT(GPTConfig(block_size=16, vocab_size=64, n_layer=2, n_head=2, n_embd=16), seed=0)
-    model = classifier.Classifier(gpt, n_labels=3, pad_id=50, seed=1).eval()
+    model = labels.Classifier(gpt, n_labels=3, pad_id=50, seed=1).eval()
     texts = [np.array([5, 6, 7, 0]), np.array([9, 0]), np.array([1, 2, 3, 4, 5, 6, 0])]
     cpu = torch.device("cpu")
-    alone = torch.cat([model(classifier.pad_batch([t], 50, cpu))[0] for t in texts])
-    batched = classifier.logits_of(model, texts, 50, batch_size=2, device=cpu, ctx=torch.no_grad())
+    alone = torch.cat([model(labels.pad_batch([t], 50))[0] for t in texts])
+    batched = labels.logits_of(model, texts, 50, batch_size=2, device=cpu, ctx=torch.no_grad())
     torch.testing.assert_close(batched, alone, rtol=0, atol=1e-6)
 
 
 def test_make_room_grows_the_tied_table_with_zeros():
     gpt = GPT(GPTConfig(block_size=8, vocab_size=64, n_layer=1, n_head=1, n_embd=8), seed=0)
     before = gpt.transformer.wte.weight.detach().clone()
-    classifier.make_room(gpt, pad_id=64)
+    labels.make_room(gpt, pad_id=64)
     assert gpt.config.vocab_size == 128 and gpt.lm_head.weight is gpt.transformer.wte.weight
     assert torch.equal(gpt.transformer.wte.weight[:64], before) and not gpt.transformer.wte.weight[64:].any()
     assert gpt(torch.tensor([[64, 1]]))[0].shape == (1, 2, 128)
 
 
-def test_judge():
-    report = classifier.judge([0, 0, 0, 1, 1, 2], [0, 0, 1, 1, 2, 2], ["a", "b", "c", "d"], majority=0)
+def test_score_predictions():
+    report = labels.score_predictions([0, 0, 0, 1, 1, 2], [0, 0, 1, 1, 2, 2], ["a", "b", "c", "d"], majority=0)
     assert report["accuracy"] == pytest.approx(4 / 6) and report["majority_baseline"] == 0.5
     assert report["per_class"]["a"] == {"precision": 1.0, "recall": pytest.approx(2 / 3), "f1": 0.8, "support": 3}
     assert report["per_class"]["b"]["f1"] == 0.5 and report["per_class"]["c"]["precision"] == 0.5
@@ -269,9 +269,9 @@ def test_export_gives_transformers_the_same_logits(run_dir, seasons, tmp_path, c
     export.main([f"--out_dir={run_dir}", f"--hf_dir={tmp_path / 'hf'}"])
     hf = transformers.GPT2ForSequenceClassification.from_pretrained(tmp_path / "hf").eval()
     assert hf.config.id2label == dict(enumerate(["spring", "summer", "autumn", "winter", "none"]))
-    ours = classifier.from_checkpoint(load_checkpoint(run_dir, best=True)).eval()
+    ours = labels.classifier_from_checkpoint(load_checkpoint(run_dir, best=True)).eval()
     texts, _ = read_split(seasons, "val", json.loads((seasons / "meta.json").read_text())["eot_id"])
-    x = classifier.pad_batch(texts[:40], ours.pad_id, torch.device("cpu"))  # (40, T), padded
+    x = labels.pad_batch(texts[:40], ours.pad_id)  # (40, T), padded
     with torch.no_grad():
         expected = ours(x)[0]
         torch.testing.assert_close(hf(x).logits, expected, rtol=0, atol=1e-5)
@@ -287,11 +287,11 @@ def test_export_gives_transformers_the_same_logits(run_dir, seasons, tmp_path, c
 
 def test_a_char_classifier_is_not_exported(tmp_path):
     gpt = GPT(GPTConfig(block_size=8, vocab_size=64, n_layer=1, n_head=1, n_embd=8), seed=0)
-    model = classifier.Classifier(gpt, 2, pad_id=10)
+    model = labels.Classifier(gpt, 2, pad_id=10)
     meta = {"tokenizer": "char", "vocab_size": 10, "chars": ["<|endoftext|>", *"abcdefghi"], "eot_id": 0,
             "labels": ["p", "q"]}  # fmt: skip
     save_checkpoint(build_checkpoint(model, {}, meta), tmp_path / "ckpt.pt")
     with pytest.raises(SystemExit) as e:
         export.main([f"--out_dir={tmp_path}", f"--hf_dir={tmp_path / 'hf'}"])
     assert "char-level model; only BPE checkpoints can be exported" in str(e.value.code)
-    assert classifier.from_checkpoint(load_checkpoint(tmp_path)).score.weight.shape == (2, 8)
+    assert labels.classifier_from_checkpoint(load_checkpoint(tmp_path)).score.weight.shape == (2, 8)

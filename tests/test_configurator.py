@@ -1,6 +1,7 @@
 import pytest
 
-from configurator import REPO_ROOT, configure, find_config_file, overrides
+from configurator import configure, find_config_file, overrides
+from haikugpt.files import ROOT
 
 DEFAULTS = {"batch_size": 12, "learning_rate": 6e-4, "compile": True, "init_from": "scratch", "device": None}
 
@@ -61,7 +62,7 @@ def test_config_file_errors(tmp_path):
 
 def test_paths_fall_back_to_the_repository_root(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert find_config_file("configurator.py") == REPO_ROOT / "configurator.py"
+    assert find_config_file("configurator.py") == ROOT / "configurator.py"
     (tmp_path / "configurator.py").write_text("")
     assert find_config_file("configurator.py").resolve() == tmp_path / "configurator.py"  # the current directory first
 

@@ -10,8 +10,8 @@ import torch
 
 import export
 import sample
-import tokenizer
-from checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from haikugpt import tokenizer
+from haikugpt.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 
 transformers = pytest.importorskip("transformers")
 pytestmark = pytest.mark.usefixtures("tiny_gpt2_bpe")
@@ -50,7 +50,7 @@ def test_transformers_gives_sample_py_greedy_tokens(bpe_run, hf_dir, tiny_encodi
     # sample.py's greedy haiku in float32, as transformers runs: the same tokens, up to the end-of-text where both stop
     options = {"start": "the old pond", "temperature": 0, "num_samples": 1, "max_new_tokens": 30, "dtype": "float32",
                "form": "free"}  # fmt: skip
-    texts = sample.run(sample.DEFAULTS | options | {"out_dir": str(bpe_run)})
+    texts = sample.sample(sample.DEFAULTS | options | {"out_dir": str(bpe_run)})
     prompt = torch.tensor([[258, *tiny_encoding().encode("the old pond")]])  # end-of-text, then the start
     mask = torch.ones_like(prompt)
     stop = hf.generate(prompt, attention_mask=mask, max_new_tokens=30, do_sample=False, pad_token_id=258)
@@ -70,9 +70,9 @@ def test_pipeline_and_tokenizer_load_the_folder(hf_dir, tiny_encoding):
 
 def test_sample_py_loads_the_exported_folder(bpe_run, hf_dir):
     greedy = sample.DEFAULTS | {"temperature": 0, "num_samples": 1, "max_new_tokens": 40, "form": "free"}
-    resumed = sample.run(greedy | {"out_dir": str(bpe_run), "start": "the frog"})  # haiku data: after end-of-text
+    resumed = sample.sample(greedy | {"out_dir": str(bpe_run), "start": "the frog"})  # haiku data: after end-of-text
     # a Hugging Face folder has no meta.json, so nothing says it is haiku: give the end-of-text and expect no stop
-    loaded = sample.run(greedy | {"init_from": str(hf_dir), "start": "<|endoftext|>the frog"})
+    loaded = sample.sample(greedy | {"init_from": str(hf_dir), "start": "<|endoftext|>the frog"})
     assert loaded[0].startswith(resumed[0])
 
 
@@ -187,7 +187,7 @@ def test_a_fine_tuned_gpt_neo_exports_a_folder_that_transformers_and_its_pipelin
     hf = transformers.GPTNeoForCausalLM.from_pretrained(tmp_path / "hf").eval()
     options = {"start": "the old pond", "temperature": 0, "num_samples": 1, "max_new_tokens": 20, "dtype": "float32",
                "form": "free"}  # fmt: skip
-    texts = sample.run(sample.DEFAULTS | options | {"out_dir": str(out)})
+    texts = sample.sample(sample.DEFAULTS | options | {"out_dir": str(out)})
     generate = transformers.pipeline("text-generation", model=str(tmp_path / "hf"))
     piped = generate("<|endoftext|>the old pond", max_new_tokens=20, do_sample=False)[0]["generated_text"]
     assert piped.removeprefix("<|endoftext|>") == texts[0]

@@ -9,10 +9,10 @@ import tiktoken
 import torch
 
 import sample
-from form import DONE, MAX_GAP, FormConstraint, Lexicon, State, read_words
+from haikugpt.haiku.form import DONE, MAX_GAP, FormConstraint, Lexicon, State, read_words
+from haikugpt.haiku.verse import syllable_pattern, words
+from haikugpt.tokenizer import EOT, BPETokenizer, CharTokenizer
 from model import GPT, GPTConfig
-from tokenizer import EOT, BPETokenizer, CharTokenizer
-from verse import syllable_pattern, words
 
 pytestmark = pytest.mark.usefixtures("tiny_gpt2_bpe")
 WORDS = {"go": 1, "slow": 1, "snow": 1, "away": 2, "the": 1, "a": 1, "i": 1, "autumn": 2, "moon": 1, "it's": 1}
@@ -179,9 +179,9 @@ def test_sample_py_writes_the_form_with_real_words_on_a_haiku_checkpoint(char_ru
 def test_sample_py_forms_and_prompts(char_run, capsys, tmp_path):
     (tmp_path / "words.txt").write_text("zen\n")
     config = {"out_dir": str(char_run), "num_samples": 3, "form": "3-5-3-5", "words": str(tmp_path / "words.txt")}
-    samples = sample.run(sample.DEFAULTS | config)
+    samples = sample.sample(sample.DEFAULTS | config)
     assert all(syllable_pattern(s) == [3, 5, 3, 5] for s in samples)
-    samples = sample.run(sample.DEFAULTS | {"out_dir": str(char_run), "num_samples": 2, "start": "autumn moon"})
+    samples = sample.sample(sample.DEFAULTS | {"out_dir": str(char_run), "num_samples": 2, "start": "autumn moon"})
     assert all(s.startswith("autumn moon") and syllable_pattern(s) == [5, 7, 5] for s in samples)
 
 
@@ -190,7 +190,7 @@ def test_sample_py_forms_and_prompts(char_run, capsys, tmp_path):
     [
         (["--form=abc"], ["form 'abc' is not syllable counts separated by dashes"]),
         (["--form=0-7-5"], ["form '0-7-5': each line needs 1 to 50 syllables"]),
-        (["--max_new_tokens=50"], ["form 5-7-5 may take up to", "raise max_new_tokens"]),
+        (["--max_new_tokens=50", "--form=5-7-5"], ["form 5-7-5 may take up to", "raise max_new_tokens"]),
         (["--words={tmp}/missing.txt"], ["no word list", "missing.txt"]),
         (["--words={tmp}/empty.txt"], ["has no usable words"]),
         (["--start=autumn autumn autumn"], ["breaks the form 5-7-5: its line 1 has 6 syllables, the form's 5"]),
@@ -203,3 +203,12 @@ def test_bad_input_is_one_line(char_run, tmp_path, args, words):
     message = str(e.value.code)
     assert message.startswith("error: ") and "\n" not in message, message
     assert all(w in message for w in words), message
+
+
+def test_a_typed_max_new_tokens_wins_over_the_default_form(char_run, capsys):
+    """The form is the haiku checkpoint's default, not the user's: sample within their max_new_tokens and say which
+    samples did not finish their form (nanoGPT's sample.py habit: --max_new_tokens=40)."""
+    sample.main([f"--out_dir={char_run}", "--num_samples=4", "--max_new_tokens=40"])
+    out = capsys.readouterr()
+    assert out.out.count(sample.SEPARATOR) == 4
+    assert "did not finish the form 5-7-5 within max_new_tokens=40" in out.err

@@ -1,5 +1,6 @@
-"""prepare/labelled.py and labels.py: the embedded haiku by season in prepare/haiku.py's vocabularies, the three
-labelled formats, the stratified split, and one-line errors that write nothing."""
+"""prepare/labelled.py, haikugpt/texts.py's labelled files and haikugpt/labels.py's splits: the embedded haiku by
+season in prepare/haiku.py's vocabularies, the labelled formats, the stratified split, one-line errors that write
+nothing."""
 
 import json
 from pathlib import Path
@@ -7,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import labels
+from haikugpt import labels, texts
+from haikugpt.tokenizer import load_tokenizer
 from prepare import haiku, labelled
-from tokenizer import load_tokenizer
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -88,9 +89,9 @@ def test_csv_ag_news_and_json_lines(tmp_path):
 
 def test_read_texts_to_label():
     path = REPO / "prepare" / "haiku_corpus.txt"
-    file = labels.read_labelled(path, need_labels=False)  # blocks between blank lines
+    file = texts.read_labelled(path, need_labels=False)  # blocks between blank lines
     assert len(file.texts) == 2960 and file.labels[0] is None
-    assert labels.clean_text("  old   pond \n\n a frog\t leaps ") == "old pond\na frog leaps"
+    assert texts.clean_text("  old   pond \n\n a frog\t leaps ") == "old pond\na frog leaps"
 
 
 @pytest.mark.parametrize(
@@ -106,8 +107,8 @@ def test_read_texts_to_label():
         ({"x.jsonl": '{"text": "a", "label": 7}\n'}, ["--input", "{tmp}/x.jsonl", "--label_names", "p,q"],
          ["label '7' is neither one of --label_names (p, q) nor a number from 0 to 1"]),
         ({"x.csv": "text,label\na,p\n"}, ["--input", "{tmp}/x.csv", "--label_names", "p,p"], ["must be distinct"]),
-        ({"x.jsonl": "{nope\n"}, ["--input", "{tmp}/x.jsonl"], ["not valid JSON Lines"]),
-        ({"x.csv": b"text,label\ncaf\xe9,p\n"}, ["--input", "{tmp}/x.csv"], ["not UTF-8 (byte 0xe9 on line 2)"]),
+        ({"x.jsonl": "{nope\n"}, ["--input", "{tmp}/x.jsonl"], ["x.jsonl: no line is valid JSON"]),
+        ({"x.txt": "a\n\nb\n"}, ["--input", "{tmp}/x.txt"], ["x.txt: a .txt file has no labels"]),
     ],
 )  # fmt: skip
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, files, args, words):
@@ -134,3 +135,18 @@ def test_read_split_checks_the_labels_agree(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a labelled dataset"):
         labels.read_split(tmp_path, "val", 0)
     assert np.fromfile(tmp_path / "train_labels.bin", dtype=np.uint16).max() == 4
+
+
+def test_labelled_files_are_read_as_haiku_files_are(tmp_path):
+    """One reader for both: a line that is not UTF-8 is cp1252, a broken JSON line is dropped, Parquet is a format."""
+    (tmp_path / "x.csv").write_bytes(b"text,label\ncaf\xe9 au lait,p\nsnow,q\n")
+    file = texts.read_labelled(tmp_path / "x.csv")
+    assert file.texts == ["café au lait", "snow"] and file.info["cp1252_lines"] == 1
+    (tmp_path / "x.jsonl").write_text('{"text": "a", "label": "p"}\n{broken\n{"text": "b", "label": "q"}\n')
+    assert texts.read_labelled(tmp_path / "x.jsonl").texts == ["a", "b"]
+    pq = pytest.importorskip("pyarrow.parquet")
+    import pyarrow as pa
+
+    pq.write_table(pa.table({"sentence": ["old pond", "a frog"], "class": ["p", "q"]}), tmp_path / "x.parquet")
+    file = texts.read_labelled(tmp_path / "x.parquet")
+    assert file.texts == ["old pond", "a frog"] and file.labels == ["p", "q"]

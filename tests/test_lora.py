@@ -1,5 +1,5 @@
-"""lora.py through train.py, sample.py and export.py: adapters on a tiny local GPT-2 and GPT-Neo, the base model at
-step 0, only adapters train, merged = unmerged, small checkpoints that resume exactly, bad input."""
+"""LoRA (model.add_adapters) through train.py, sample.py and export.py: adapters on a tiny local GPT-2 and GPT-Neo,
+the base model at step 0, only adapters train, merged = unmerged, small checkpoints that resume exactly, bad input."""
 
 import json
 import os
@@ -9,12 +9,15 @@ from pathlib import Path
 import pytest
 import torch
 
-import checkpoint
+import bench
 import export
-import lora
 import sample
 import train
-from model import GPT, GPTConfig
+from haikugpt import checkpoint
+from haikugpt.checkpoint import load_pretrained
+from model import GPT, GPTConfig, add_adapters, merged_state_dict
+
+ADAPTERS = ("lora_A", "lora_B")
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -53,16 +56,17 @@ def losses(out: Path) -> dict[int, float]:
 
 
 def test_adapters_start_as_the_base_model_and_count_as_the_formula_says(bases):
-    base = GPT.from_pretrained(str(bases["gpt2"])).eval()
-    adapted = GPT.from_pretrained(str(bases["gpt2"])).eval()
-    adapted.config.lora_rank = 4
-    lora.add_adapters(adapted, seed=1)
+    base = load_pretrained(str(bases["gpt2"])).eval()
+    adapted = load_pretrained(str(bases["gpt2"])).eval()
+    add_adapters(adapted, seed=1, lora_rank=4)
     x = torch.randint(0, 64, (2, 16))
     assert torch.equal(adapted(x)[0], base(x)[0])  # B is zero: exactly the base model
     C, L, r = 16, 2, 4  # per block: c_attn (C -> 3C), attn c_proj (C -> C), c_fc (C -> 4C), mlp c_proj (4C -> C)
-    assert lora.trainable(adapted) == L * r * ((C + 3 * C) + (C + C) + (C + 4 * C) + (4 * C + C))
+    assert sum(p.numel() for p in adapted.parameters() if p.requires_grad) == L * r * (
+        (C + 3 * C) + (C + C) + (C + 4 * C) + (4 * C + C)
+    )
     assert {n for n, p in adapted.named_parameters() if p.requires_grad} == {
-        f"transformer.h.{i}.{t}.{a}" for i in range(L) for t in adapted.config.lora_targets for a in lora.ADAPTERS
+        f"transformer.h.{i}.{t}.{a}" for i in range(L) for t in adapted.config.lora_targets for a in ADAPTERS
     }
 
 
@@ -72,15 +76,15 @@ def test_only_adapters_train_and_merged_weights_compute_the_same(kind, bases, bp
     train.main(args(bpe_data, out, init_from=bases[kind]))
     ckpt = checkpoint.load_checkpoint(out)
     assert ckpt["base"] == str(bases[kind].resolve()) and set(ckpt["model"]) == {
-        k for k in ckpt["model"] if k.endswith(lora.ADAPTERS)
+        k for k in ckpt["model"] if k.endswith(ADAPTERS)
     }  # the adapters alone, and where the base is
     model = checkpoint.model_from_checkpoint(ckpt).eval()
-    base = GPT.from_pretrained(str(bases[kind]), block_size=16).eval()
+    base = load_pretrained(str(bases[kind]), block_size=16).eval()
     for name, p in base.state_dict().items():
         assert torch.equal(model.state_dict()[name], p), name  # the base is as it was
     assert any(ckpt["model"][k].abs().sum() > 0 for k in ckpt["model"] if k.endswith("lora_B"))  # B has learnt
     merged = GPT(GPTConfig(**{**ckpt["model_args"], "lora_rank": 0})).eval()
-    merged.load_state_dict(lora.merged_state(model), strict=False)
+    merged.load_state_dict(merged_state_dict(model), strict=False)
     merged.tie_weights()
     x = torch.randint(0, 64, (2, 16))
     torch.testing.assert_close(merged(x)[0], model(x)[0], rtol=0, atol=1e-5)
@@ -138,11 +142,9 @@ def test_bad_input(bases, bpe_data, tmp_path):
 
 @pytest.mark.slow
 def test_the_memory_estimate_matches_train_py_on_this_cpu(tmp_path, write_bins, corpus):
-    """lora.memory_estimate against the peak memory of train.py (bfloat16 autocast, one step after another): what a
+    """bench.memory_estimate against the peak memory of train.py (bfloat16 autocast, one step after another): what a
     run grows over an eval-only run of the same model, with and without adapters, within a factor of about 1.5 (the
     ratio moved 0.74-0.83 without adapters and 1.04-1.19 with them over three runs here: peak RSS is noisy)."""
-    import bench
-
     data = bench.write_random_bins(tmp_path / "data", 8192)
     shape = dict(n_layer=6, n_head=8, n_embd=512, block_size=128, batch_size=8)
     fixed = {**shape, "dataset": data, "dtype": "bfloat16", "max_iters": 3, "eval_interval": 10**9, "eval_iters": 1,
@@ -154,7 +156,7 @@ def test_the_memory_estimate_matches_train_py_on_this_cpu(tmp_path, write_bins, 
         peak[name] = bench.run_peak_mb(cmd, {**os.environ, "OMP_NUM_THREADS": "1"}) * 2**20
     config = GPTConfig(vocab_size=8192, **{k: v for k, v in shape.items() if k != "batch_size"})
     for name, adapters in (("full", False), ("lora", True)):
-        e = lora.memory_estimate(config, shape["batch_size"], adapters)
+        e = bench.memory_estimate(config, shape["batch_size"], adapters)
         grown = e["weights"] - 4 * e["parameters"] + e["gradients"] + e["optimizer"] + e["activations"]
         assert 0.55 < (peak[name] - peak["eval"]) / grown < 1.5, (name, peak, grown)
     assert peak["lora"] < peak["full"]

@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from haikugpt import texts
+from haikugpt.tokenizer import CharTokenizer, gpt2_tokenizer, load_tokenizer, train_bpe
 from prepare import common, haiku, openwebtext, text
-from tokenizer import CharTokenizer, gpt2_tokenizer, load_tokenizer, train_bpe
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -48,9 +49,9 @@ def assert_one_line_error(exit_info, *words: str) -> None:
 
 
 def test_decode_bytes_falls_back_per_line():
-    assert common.decode_bytes("\ufeffcafé\n".encode()) == ("café\n", 0)
+    assert texts.decode_bytes("\ufeffcafé\n".encode()) == ("café\n", 0)
     data = "naïve\n".encode() + b"caf\xe9 \x93quiet\x94\n" + b"bad \x81 byte"
-    assert common.decode_bytes(data) == ("naïve\ncafé “quiet”\nbad \ufffd byte", 2)
+    assert texts.decode_bytes(data) == ("naïve\ncafé “quiet”\nbad \ufffd byte", 2)
 
 
 def test_read_pieces_and_bpe_match_the_whole(tmp_path, monkeypatch, tiny_encoding):
@@ -68,8 +69,8 @@ def test_read_pieces_and_bpe_match_the_whole(tmp_path, monkeypatch, tiny_encodin
 
 
 def test_split_hash_is_stable():
-    assert common.split_hash("oldpondfrogleapsin") == pytest.approx(0.1550738, abs=1e-7)
-    assert 0 <= common.split_hash("") < 1
+    assert texts.split_hash("oldpondfrogleapsin") == pytest.approx(0.1550738, abs=1e-7)
+    assert 0 <= texts.split_hash("") < 1
 
 
 def test_encode_pieces_guards_uint16(tiny_encoding):
@@ -189,13 +190,13 @@ def test_haiku_reads_messy_sources(tmp_path, capsys, tiny_encoding):
 
 def test_split_texts_is_stable_as_the_corpus_grows():
     poems = [f"poem number {i}\nsecond line\nthird line" for i in range(200)]
-    train, val = common.split_texts(poems, 0.1)
+    train, val = texts.split_texts(poems, 0.1)
     assert 10 <= len(val) <= 30 and not set(train) & set(val)
-    train2, val2 = common.split_texts(poems + [f"new poem {i}\nline\nline" for i in range(100)], 0.1)
+    train2, val2 = texts.split_texts(poems + [f"new poem {i}\nline\nline" for i in range(100)], 0.1)
     assert set(val) <= set(val2) and set(train) <= set(train2)
-    assert common.split_texts(poems[:2], 0.01)[1]  # at least one val haiku
+    assert texts.split_texts(poems[:2], 0.01)[1]  # at least one val haiku
     with pytest.raises(ValueError, match="at least 2"):
-        common.split_texts(poems[:1], 0.1)
+        texts.split_texts(poems[:1], 0.1)
 
 
 def test_haiku_bpe_tokenizer_is_learnt_from_the_training_split(tmp_path):
@@ -334,7 +335,7 @@ def test_openwebtext_on_a_local_dataset(tmp_path, monkeypatch, tiny_encoding):
     meta = openwebtext.prepare(out_dir=tmp_path, val_fraction=0.01, workers=2, encoding=tiny_encoding())
     assert meta["dataset"] == "openwebtext" and meta["tokenizer"] == "gpt2"
     val = documents(tmp_path, "val", tiny_encoding())
-    assert val == [d for d in docs if common.split_hash(d) < 0.01] and 10 <= len(val) <= 60
+    assert val == [d for d in docs if texts.split_hash(d) < 0.01] and 10 <= len(val) <= 60
     assert documents(tmp_path, "train", tiny_encoding()) == [d for d in docs if d not in val]
 
 

@@ -12,12 +12,12 @@ import pytest
 import torch
 
 import sample
-import tokenizer
-from checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
-from data import read_meta
-from form import Lexicon
+from haikugpt import tokenizer
+from haikugpt.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from haikugpt.haiku.form import Lexicon
+from haikugpt.haiku.verse import dedupe_key, haiku_report, words
+from haikugpt.training import read_meta
 from model import GPT, GPTConfig
-from verse import dedupe_key, haiku_report, words
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.usefixtures("tiny_gpt2_bpe")
@@ -91,8 +91,9 @@ def test_one_sample_streams_and_other_data_runs_to_max_new_tokens(bpe_run, capsy
     # a single sample is yielded after every token, each text extending the last
     gen = torch.Generator().manual_seed(1337)
     events = list(sample.stream_samples(model, tok, prompt, 1, 40, live=True, temperature=0.8, generator=gen))
-    assert len(events) > 20 and events[-1] == (samples[0], True) and not any(done for _, done in events[:-1])
-    assert all(later.startswith(text) for (text, _), (later, _) in zip(events, events[1:]))
+    assert len(events) > 20 and events[-1] == (samples[0], True, False)  # done, at max_new_tokens
+    assert not any(done for _, done, _ in events[:-1])
+    assert all(later.startswith(text) for (text, *_), (later, *_) in zip(events, events[1:]))
 
 
 def test_top_k_zero_turns_top_k_off(char_run, capsys):
@@ -117,7 +118,7 @@ def test_bfloat16_on_cpu_and_out_file(char_run, capsys, tmp_path):
 
 
 def test_haiku_report(char_run):
-    keys, source, docs = sample.training_haiku(char_run.parent / "haiku_char")
+    keys, source, docs = sample.read_training_haiku(char_run.parent / "haiku_char")
     corpus = (keys, source)
     first = min(keys)  # some training haiku's key; rebuild that haiku from the train split
     train = tokenizer.load_tokenizer(read_meta(char_run.parent / "haiku_char")).decode(
@@ -149,7 +150,7 @@ def test_haiku_report(char_run):
     ]
     assert report[16].startswith("distinct-2: ")
     assert len(docs) == len(keys) and all(dedupe_key(d) in keys for d in docs)
-    missing = sample.training_haiku(char_run.parent / "gone")
+    missing = sample.read_training_haiku(char_run.parent / "gone")
     assert missing == (None, "the checkpoint's training data folder was not found", [])
     missing = missing[:2]
     assert haiku_report(samples, missing).splitlines()[14] == (

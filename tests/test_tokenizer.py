@@ -4,8 +4,16 @@ import pytest
 import requests
 import tiktoken
 
-import tokenizer
-from tokenizer import EOT, BPETokenizer, CharTokenizer, gpt2_tokenizer, load_tokenizer, same_vocabulary, train_bpe
+from haikugpt import tokenizer
+from haikugpt.tokenizer import (
+    EOT,
+    BPETokenizer,
+    CharTokenizer,
+    gpt2_tokenizer,
+    load_tokenizer,
+    same_vocabulary,
+    train_bpe,
+)
 
 
 def test_bpe_round_trip_and_end_of_text(tiny_encoding):

@@ -2,7 +2,7 @@
 
 import pytest
 
-import verse
+from haikugpt.haiku import verse
 
 
 def test_haiku_lines():

@@ -2,7 +2,6 @@
 Tokenizers for the datasets: GPT-2's BPE (through tiktoken), a byte-level BPE learnt from the dataset itself, and a
 character table, each rebuilt from meta.json.
 
-    from tokenizer import load_tokenizer, gpt2_tokenizer, train_bpe, CharTokenizer
     tok = load_tokenizer(json.load(open("data/haiku_char/meta.json")))
     tok = BPETokenizer(train_bpe(texts, vocab_size=5120), name="bpe")   # what prepare/haiku.py --tokenizer bpe does
     ids = tok.encode("old pond\nfrog leaps in<|endoftext|>")   # the marker becomes tok.eot_id

@@ -1,10 +1,10 @@
-"""Writing files so that a crash, a kill or a full disk never leaves a broken one, and the one-line messages for what
-the disk and the operating system refuse. Every file the scripts write goes through here: checkpoints, bins,
-meta.json, config.json, samples and exported folders.
+"""Writing files so that a crash, a kill or a full disk never leaves a broken one, and the one line an entry script
+prints for any error. Every file the scripts write goes through here: checkpoints, bins, meta.json, config.json,
+samples and exported folders.
 
-    from files import atomic_write, write_text
     write_text(Path("out/config.json"), text)                  # a temporary file, fsynced, then renamed
     atomic_write(Path("out/ckpt.pt"), lambda f: torch.save(ckpt, f), size=nbytes)
+    with one_line_errors(): main()                             # ValueError, OSError, RuntimeError: "error: ...", exit 1
 
 A failure leaves the previous file as it was and raises one OSError whose message names the file and the cause: for a
 full disk, how much was needed and how much is free.
@@ -14,13 +14,16 @@ import errno
 import json
 import os
 import shutil
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
+ROOT = Path(__file__).resolve().parent.parent  # the repository: config/, data/ and prepare/ are found from here
 # errno values that mean "this folder cannot be written", with what to do about it
-_READ_ONLY = {errno.EROFS: "a read-only file system", errno.EACCES: "permission denied", errno.EPERM: "not permitted"}
-WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, *_READ_ONLY}  # what the disk refuses, as opposed to a missing input
+READ_ONLY = {errno.EROFS: "a read-only file system", errno.EACCES: "permission denied", errno.EPERM: "not permitted"}
+WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, *READ_ONLY}  # what the disk refuses, as opposed to a missing input
 
 
 class WriteError(OSError):
@@ -83,22 +86,6 @@ def replace_folder(folder: Path, fill: Callable[[Path], None]) -> None:
         raise WriteError(explain(cause, folder, None, intact(folder))) from e
 
 
-def check_writable(folder: Path, what: str) -> None:
-    """Refuse a folder that cannot be written before any work is done: create it, and a file in it."""
-    folder = Path(folder)
-    probe = folder / f".write-test.{os.getpid()}"
-    created = not folder.exists()
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
-        if created and folder.is_dir() and not any(folder.iterdir()):
-            folder.rmdir()  # leave no trace of the attempt
-        reason = _READ_ONLY.get(e.errno, e.strerror or type(e).__name__)
-        raise WriteError(f"{what} {folder} cannot be written ({reason}); choose another folder") from e
-
-
 def fsync_dir(folder: Path) -> None:
     """Make a rename in folder durable (POSIX only; Windows cannot open a directory)."""
     if os.name != "posix":
@@ -130,9 +117,22 @@ def explain(e: OSError, path: Path, size: int | None = None, kept: str | None = 
         free = shutil.disk_usage(_existing_parent(path)).free
         needed = f"needs about {_size(size)} and " if size else ""
         return f"no space left on the disk writing {path}: it {needed}{_size(free)} is free{kept}"
-    if e.errno in _READ_ONLY:
-        return f"cannot write {path} ({_READ_ONLY[e.errno]}){kept}; choose a folder you can write to"
+    if e.errno in READ_ONLY:
+        return f"cannot write {path} ({READ_ONLY[e.errno]}){kept}; choose a folder you can write to"
     return f"writing {path} failed: {e.strerror or e}{kept}"
+
+
+@contextmanager
+def one_line_errors() -> Iterator[None]:
+    """Turn the errors a user can fix (bad input, files, the disk, downloads) into one line and exit status 1; under
+    torchrun only rank 0 prints it. A reader that stops early (`python sample.py | head`) ends the script quietly."""
+    try:
+        yield
+    except BrokenPipeError:  # as Python's docs show: stdout's own flush at exit would fail too, so point it nowhere
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
+    except (ValueError, OSError, RuntimeError) as e:
+        sys.exit(f"error: {error_line(e)}" if int(os.environ.get("RANK", 0)) == 0 else 1)
 
 
 def error_line(e: BaseException) -> str:

@@ -1,7 +1,7 @@
 """Haiku tools, for prepare/ and sample.py alike: a poem's lines and syllable pattern, forms such as 5-7-5, the key
 that finds copies, and the haiku report that judges samples.
 
-    >>> from verse import syllable_pattern, parse_form, is_form
+    >>> from haikugpt.haiku.verse import syllable_pattern, parse_form, is_form
     >>> syllable_pattern("low winter sunlight / a heron stands on one leg / the river moves on")
     [5, 7, 5]
     >>> is_form("low winter sunlight / a heron stands on one leg", parse_form("5-7-5"))
@@ -11,7 +11,8 @@ that finds copies, and the haiku report that judges samples.
 import itertools
 import re
 
-from syllables import count_line
+from haikugpt.haiku.syllables import count_line
+from haikugpt.texts import dedupe_key
 
 HAIKU = (5, 7, 5)
 
@@ -52,11 +53,6 @@ def is_form(text: str, form: tuple[int, ...] = HAIKU) -> bool:
 def is_575(text: str) -> bool:
     """True when the text has exactly three lines of 5, 7 and 5 syllables."""
     return is_form(text, HAIKU)
-
-
-def dedupe_key(text: str) -> str:
-    """What two copies of a haiku share: its letters and digits, case-folded."""
-    return re.sub(r"[\W_]+", "", text.casefold())
 
 
 def words(text: str) -> list[str]:

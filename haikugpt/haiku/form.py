@@ -29,8 +29,8 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-import syllables
-from tokenizer import Tokenizer
+from haikugpt.haiku import syllables
+from haikugpt.tokenizer import Tokenizer
 
 PUNCTUATION = set(',.;:!?"()-') | set("\u2014\u2013\u2026\u201c\u201d")  # dashes, ellipsis, curly double quotes
 OPENERS = set('"(-') | set("\u2014\u2013\u201c")  # punctuation a word may follow directly, as it may a space

@@ -1,22 +1,24 @@
-"""Which device to run on, in which precision, whether torch.compile can run there, the device's peak FLOP/s, and
-how the C library should treat the memory a CPU training step frees.
+"""Where a script runs: the device, its precision, whether torch.compile can run there, its peak FLOP/s, how the C
+library treats the memory a CPU training step frees, and the DDP ranks under torchrun. None means "the default for
+this device" for device, dtype and compile alike, in every script.
 
-Shared by train.py, classify.py, sample.py, export.py and bench.py: one name picks the same device everywhere, and
-None means "the default for this device" for device, dtype and compile alike.
-
-    device = resolve_device(config["device"])            # None: cuda, else mps, else cpu
-    dtype = resolve_dtype(config["dtype"], device)       # None: bfloat16 where the hardware has it
+    ranks, device = setup_ddp(backend=None, device_name=None)   # RANK, LOCAL_RANK, WORLD_SIZE from torchrun, if any
+    dtype = resolve_dtype(config["dtype"], device)               # None: bfloat16 where the hardware has it
     with autocast(device, dtype): ...
+    print0("only rank 0 prints this"); loss = all_mean(loss, ranks); teardown_ddp()
 """
 
 import ctypes
+import gc
 import os
 import shutil
 import time
 from contextlib import nullcontext
+from dataclasses import dataclass
 from functools import cache
 
 import torch
+import torch.distributed as dist
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -63,6 +65,11 @@ def resolve_device(name: str | None, local_rank: int = 0) -> torch.device:
     elif device.type not in ("cpu", "cuda", "mps"):
         raise ValueError(f"device={name!r}: expected cpu, cuda, cuda:N or mps")
     return device
+
+
+def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A CPU tensor on device; on CUDA from pinned memory, so that the copy overlaps with the GPU's work."""
+    return t.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else t.to(device)
 
 
 def resolve_dtype(name: str | None, device: torch.device) -> str:
@@ -162,3 +169,73 @@ def keep_freed_memory() -> bool:
     M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # glibc's malloc.h
     # no mmap: large blocks come from the heap too (glibc still falls back to mmap if the heap cannot grow)
     return libc.mallopt(M_MMAP_MAX, 0) == 1 and libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1) == 1
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# DDP under torchrun; without it every helper works on a world of one
+
+RANK = int(os.environ.get("RANK", 0))  # set by torchrun
+
+
+def print0(*args, **kwargs) -> None:
+    """print on rank 0 only, flushed so logs keep up when piped."""
+    if RANK == 0:
+        print(*args, **kwargs, flush=True)
+
+
+@dataclass
+class Ranks:
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+    cpu_group: object = None  # a gloo group for host-side flags, so checking one never waits for the GPU
+
+    @property
+    def ddp(self) -> bool:
+        return self.world_size > 1
+
+
+def setup_ddp(backend: str | None, device_name: str | None) -> tuple[Ranks, torch.device]:
+    """Join the torchrun process group if there is one; pick this process's device."""
+    if "WORLD_SIZE" not in os.environ:
+        return Ranks(), resolve_device(device_name)
+    ranks = Ranks(int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"]), int(os.environ["WORLD_SIZE"]))
+    device = resolve_device(device_name, ranks.local_rank)
+    dist.init_process_group(backend=backend or ("nccl" if device.type == "cuda" else "gloo"))
+    if dist.get_backend() != "gloo":
+        ranks.cpu_group = dist.new_group(backend="gloo")
+    return ranks, device
+
+
+def teardown_ddp() -> None:
+    """Leave the process group together: wait for every rank, free what holds on to the group, then destroy it."""
+    if dist.is_initialized():
+        dist.barrier()
+        gc.collect()  # a DDP reducer left for the interpreter's exit would outlive the group it works on
+        dist.destroy_process_group()
+
+
+def all_mean(t: torch.Tensor, ranks: Ranks) -> torch.Tensor:
+    """Average a tensor over DDP ranks (SUM then divide: gloo has no AVG)."""
+    if ranks.ddp:
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        t /= ranks.world_size
+    return t
+
+
+def all_max(flag: bool, ranks: Ranks) -> bool:
+    """True on every rank if it is True on any (on the CPU: a GPU tensor would sync the device)."""
+    if not ranks.ddp:
+        return flag
+    t = torch.tensor(float(flag))
+    dist.all_reduce(t, op=dist.ReduceOp.MAX, group=ranks.cpu_group)
+    return bool(t.item())
+
+
+def gather(obj, ranks: Ranks) -> list:
+    """One object from every rank, in rank order."""
+    if not ranks.ddp:
+        return [obj]
+    out = [None] * ranks.world_size
+    dist.all_gather_object(out, obj)
+    return out

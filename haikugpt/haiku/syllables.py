@@ -1,6 +1,6 @@
 """Syllable counting: how many syllables a word or a line of English has. verse.py builds the haiku tools on it.
 
-    >>> from syllables import count_word, count_line
+    >>> from haikugpt.haiku.syllables import count_word, count_line
     >>> count_word("heron"), count_line("a heron stands on one leg")
     (2, 7)
 

@@ -1,34 +1,30 @@
-"""A GPT that classifies texts: model.py's GPT with a linear head on the hidden state of each text's last token (its
-end-of-text), the padded batches it reads, and how its answers are judged. Shared by classify.py and export.py.
+"""Classifying texts with a GPT (classify.py, export.py): the model, a linear head on the hidden state of each text's
+last token (its end-of-text); the labelled splits on disk; padded batches; and how answers are scored.
 
-    from classifier import Classifier, from_checkpoint, make_room, pad_batch, judge, table
     make_room(gpt, pad_id)                               # a row for the padding id, if the token table has none
     model = Classifier(gpt, n_labels=5, pad_id=pad_id)
-    logits, loss = model(pad_batch(texts, pad_id, device), labels)   # texts: token ids, each ending with end-of-text
-    print(table(judge(labels, predictions, names, majority=0)))     # accuracy, precision, recall, F1, confusion
+    logits, loss = model(pad_batch(texts, pad_id), labels)   # texts: token ids, each ending with end-of-text
+    print(format_scores(score_predictions(labels, predictions, names, majority=0)))
 
 Texts are right-padded with pad_id, the first id past the data's vocabulary, which no text holds, and the head reads
 each text's last position that is not padding. In a causal model what comes after a position never changes its hidden
 state, so a text gets the same logits alone or in any batch, and Hugging Face's GPT2ForSequenceClassification, which
-pools the last token that is not its pad_token_id, gives the same logits from the folder export.py writes.
+pools the last token that is not its pad_token_id, gives the same logits from the folder export.py writes. A labelled
+dataset is a folder as prepare/ writes one, plus train_labels.bin and val_labels.bin (one uint16 label id per text).
 """
 
-import math
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
-from checkpoint import model_from_checkpoint
-from data import to_device
-from model import GPT
-
-
-def pad_id(meta: dict) -> int:
-    """The id texts are padded with: the first past the data's vocabulary, so that no text holds it."""
-    return meta["vocab_size"]
+from haikugpt.checkpoint import model_from_checkpoint
+from haikugpt.device import to_device
+from haikugpt.files import atomic_write
+from model import GPT, flops_per_token, padded_vocab
 
 
 class Classifier(nn.Module):
@@ -38,11 +34,9 @@ class Classifier(nn.Module):
         super().__init__()
         if pad_id >= gpt.config.vocab_size:
             raise ValueError(f"padding id {pad_id} is outside the model's vocab_size {gpt.config.vocab_size}")
-        self.gpt = gpt
-        self.config = gpt.config  # the model's shape: what trainer records and checkpoints save as model_args
-        self.pad_id = pad_id
+        self.gpt, self.config, self.pad_id = gpt, gpt.config, pad_id  # config: what checkpoints save as model_args
         self.score = nn.Linear(gpt.config.n_embd, n_labels, bias=False)
-        if not self.score.weight.is_meta:  # from_checkpoint builds the head on the meta device and assigns it
+        if not self.score.weight.is_meta:  # classifier_from_checkpoint builds the head on the meta device
             with torch.no_grad():
                 self.score.weight.normal_(0.0, 0.02, generator=torch.Generator().manual_seed(seed))
 
@@ -53,32 +47,27 @@ class Classifier(nn.Module):
         hidden = self.gpt.hidden_states(idx)  # (B, T, C)
         last = (idx != self.pad_id).sum(dim=1) - 1  # (B,): each text's end-of-text
         logits = self.score(hidden[torch.arange(idx.size(0), device=idx.device), last])  # (B, n_labels)
-        if labels is None:
-            return logits, None
-        return logits, F.cross_entropy(logits.float(), labels)
+        return logits, None if labels is None else F.cross_entropy(logits.float(), labels)
 
     def num_params(self) -> int:
         """Parameters, without the position table (as GPT.num_params)."""
         return self.gpt.num_params() + self.score.weight.numel()
 
-    def estimate_flops_per_token(self) -> float:
-        """Training FLOPs per token, as GPT's, less the lm_head's matmul, which a classifier never runs."""
-        cfg = self.config
-        matmul_params = self.num_params() - self.gpt.transformer.wte.weight.numel()
-        return 6 * matmul_params + 12 * cfg.n_layer * cfg.n_embd * cfg.block_size
+    def flops_per_token(self) -> float:
+        """As GPT's, less the lm_head's matmul, which a classifier never runs."""
+        return flops_per_token(self.num_params() - self.gpt.transformer.wte.weight.numel(), self.config)
 
     configure_optimizers = GPT.configure_optimizers  # the one weight-decay rule, over these parameters
 
 
 @torch.no_grad()
 def make_room(gpt: GPT, pad_id: int) -> None:
-    """Grow the token table (and the lm_head tied to it) to hold pad_id, rounded up to a multiple of 64, where it has
-    no such row: GPT-2's 50,257 ids and the demo's 5,120 are all taken. The new rows are zeros; only padding reads
-    them, and padding never reaches a text's last token."""
+    """Grow the token table (and the lm_head tied to it) to hold pad_id, padded (padded_vocab), where it has no such
+    row: GPT-2's 50,257 ids and the demo's 5,120 are all taken. The new rows are zeros; only padding reads them."""
     old = gpt.config.vocab_size
     if pad_id < old:
         return
-    new = math.ceil((pad_id + 1) / 64) * 64
+    new = padded_vocab(pad_id + 1)
     wte = gpt.transformer.wte
     wte.weight = nn.Parameter(torch.cat([wte.weight, wte.weight.new_zeros(new - old, wte.embedding_dim)]))
     wte.num_embeddings = gpt.lm_head.out_features = new
@@ -91,35 +80,49 @@ def is_classifier(ckpt: dict) -> bool:
     return "score.weight" in ckpt["model"]
 
 
-def lm_from_checkpoint(ckpt: dict, device: str | torch.device = "cpu") -> GPT:
-    """The GPT of a checkpoint: a language model's, or a classifier's without its head."""
-    if is_classifier(ckpt):
-        ckpt = {**ckpt, "model": {k.removeprefix("gpt."): v for k, v in ckpt["model"].items() if k.startswith("gpt.")}}
-    return model_from_checkpoint(ckpt, device)
-
-
-def from_checkpoint(ckpt: dict, device: str | torch.device = "cpu") -> Classifier:
-    """The classifier a classify.py checkpoint holds (in train mode): its GPT as checkpoint.py builds any, then the
-    head, with the label names and the padding id from the checkpoint's meta."""
-    meta = ckpt["meta"] or {}
-    weight = ckpt["model"].get("score.weight")
+def classifier_from_checkpoint(ckpt: dict, device: str | torch.device = "cpu") -> Classifier:
+    """The classifier a classify.py checkpoint holds (in train mode): its GPT as any checkpoint's, then the head, with
+    the label names and the padding id from the checkpoint's meta."""
+    meta, weight = ckpt["meta"] or {}, ckpt["model"].get("score.weight")
     if weight is None or "labels" not in meta:
         raise ValueError("the checkpoint holds a language model, not a classifier; train one with classify.py")
     if weight.size(0) != len(meta["labels"]):
         raise RuntimeError(f"the checkpoint's head scores {weight.size(0)} labels but its meta names "
                            f"{len(meta['labels'])}")  # fmt: skip
-    gpt = lm_from_checkpoint(ckpt, device)
+    gpt = model_from_checkpoint(ckpt, device)
     with torch.device("meta"):  # no throwaway init of a head that is about to be replaced
-        model = Classifier(gpt, len(meta["labels"]), pad_id(meta))
+        model = Classifier(gpt, len(meta["labels"]), meta["vocab_size"])
     model.score.load_state_dict({"weight": weight.to(device)}, assign=True)
     return model
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Batches
+# Labelled splits on disk, and batches of texts
 
 
-def encode(tok, texts: list[str]) -> list[np.ndarray]:
+def write_labels(folder: Path, split: str, ids: list[int]) -> None:
+    """A split's label ids, one uint16 per text, written atomically."""
+    data = np.asarray(ids, dtype=np.uint16).tobytes()
+    atomic_write(Path(folder) / f"{split}_labels.bin", lambda f: f.write(data), size=len(data))
+
+
+def read_split(folder: Path, split: str, eot_id: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """A labelled split: each text's token ids (ending with its end-of-text) and the label ids, checked to agree."""
+    ids = np.fromfile(Path(folder) / f"{split}.bin", dtype=np.uint16)
+    path = Path(folder) / f"{split}_labels.bin"
+    if not path.is_file():
+        raise FileNotFoundError(f"{folder} has {split}.bin but no {path.name}: it is not a labelled dataset; prepare "
+                                f"one with prepare/labelled.py")  # fmt: skip
+    labels = np.fromfile(path, dtype=np.uint16).astype(np.int64)
+    ends = np.flatnonzero(ids == eot_id) + 1
+    texts = np.split(ids.astype(np.int64), ends)[:-1]
+    if len(texts) != len(labels) or (len(ids) and ends[-1:].tolist() != [len(ids)]):
+        raise ValueError(f"{folder}: {split}.bin holds {len(texts)} texts but {path.name} {len(labels)} labels; rerun "
+                         "its prepare script")  # fmt: skip
+    return texts, labels
+
+
+def encode_texts(tok, texts: list[str]) -> list[np.ndarray]:
     """Each text's token ids followed by end-of-text, as prepare/labelled.py writes them."""
     return [np.append(tok.encode_array(text), tok.eot_id).astype(np.int64) for text in texts]
 
@@ -131,12 +134,12 @@ def fit_block(texts: list[np.ndarray], block_size: int) -> tuple[list[np.ndarray
     return [t if len(t) <= block_size else np.append(t[: block_size - 1], t[-1]) for t in texts], cut
 
 
-def pad_batch(texts: list[np.ndarray], pad: int, device: torch.device) -> torch.Tensor:
-    """Texts as one batch (B, T), right-padded with pad to the longest."""
+def pad_batch(texts: list[np.ndarray], pad: int) -> torch.Tensor:
+    """Texts as one batch (B, T) on the CPU, right-padded with pad to the longest."""
     x = np.full((len(texts), max(len(t) for t in texts)), pad, dtype=np.int64)
     for i, t in enumerate(texts):
         x[i, : len(t)] = t
-    return to_device(torch.from_numpy(x), device)
+    return torch.from_numpy(x)
 
 
 @torch.no_grad()
@@ -145,18 +148,23 @@ def logits_of(model, texts: list[np.ndarray], pad: int, batch_size: int, device:
     order = np.argsort([len(t) for t in texts], kind="stable")
     parts = []
     for start in range(0, len(texts), batch_size):
-        x = pad_batch([texts[i] for i in order[start : start + batch_size]], pad, device)
+        x = to_device(pad_batch([texts[i] for i in order[start : start + batch_size]], pad), device)
         with ctx:
             parts.append(model(x)[0].float().cpu())
-    logits = torch.cat(parts)
-    return logits[torch.from_numpy(np.argsort(order))]  # back in the texts' order
+    return torch.cat(parts)[torch.from_numpy(np.argsort(order))]  # back in the texts' order
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Judging
+# Scores
 
 
-def judge(true: list[int], pred: list[int], names: list[str], majority: int) -> dict:
+def majority_label(meta: dict) -> int:
+    """The id of the most common label in a labelled dataset's training split (the first of equals)."""
+    counts = meta["label_counts"]["train"]
+    return max(range(len(meta["labels"])), key=lambda i: counts.get(meta["labels"][i], 0))
+
+
+def score_predictions(true: list[int], pred: list[int], names: list[str], majority: int) -> dict:
     """Accuracy; precision, recall, F1 and support of each label; macro F1 (the mean F1 of the labels that occur or are
     predicted); the majority baseline (the accuracy of always answering label `majority`, the most common in training);
     the confusion matrix, confusion[true][predicted]."""
@@ -184,18 +192,15 @@ def judge(true: list[int], pred: list[int], names: list[str], majority: int) -> 
     }
 
 
-def table(report: dict) -> str:
-    """The report as a small table: a row per true label, its scores, then what it was predicted as."""
-    names = list(report["per_class"])
+def format_scores(scores: dict) -> str:
+    """The scores as a small table: a row per true label, its scores, then what it was predicted as."""
+    names = list(scores["per_class"])
     w = max(5, *map(len, names))
-    head = f"{'label':<{w}} precision recall     f1 support | predicted as: " + " ".join(f"{n:>{w}}" for n in names)
-    lines = [head]
-    for name, s in report["per_class"].items():
+    lines = [f"{'label':<{w}} precision recall     f1 support | predicted as: " + " ".join(f"{n:>{w}}" for n in names)]
+    for name, s in scores["per_class"].items():
         row = f"{name:<{w}} {s['precision']:9.3f} {s['recall']:6.3f} {s['f1']:6.3f} {s['support']:7,d} | "
-        lines.append(
-            row + " " * len("predicted as: ") + " ".join(f"{c:>{w},d}" for c in report["confusion"][name].values())
-        )
-    lines.append(f"accuracy {report['accuracy']:.3f} of {report['texts']:,} texts (majority baseline "
-                 f"{report['majority_baseline']:.3f}: always {report['majority_label']}), "
-                 f"macro F1 {report['macro_f1']:.3f}")  # fmt: skip
+        lines.append(row + " " * 14 + " ".join(f"{c:>{w},d}" for c in scores["confusion"][name].values()))
+    lines.append(f"accuracy {scores['accuracy']:.3f} of {scores['texts']:,} texts (majority baseline "
+                 f"{scores['majority_baseline']:.3f}: always {scores['majority_label']}), "
+                 f"macro F1 {scores['macro_f1']:.3f}")  # fmt: skip
     return "\n".join(lines)
