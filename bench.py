@@ -1,20 +1,15 @@
-"""
-The repository's speed figures, each measured side by side in one run and reported as ratios.
+"""The repository's speed figures, each measured side by side in one run and reported as ratios (the machine may be
+shared and noisy: compare figures from one run). Each part's function says what it measures on a CPU and on CUDA.
 
     python bench.py                         # every part, on the default device (cuda if there is one)
-    python bench.py generate train          # some parts: generate, train, finetune, prepare, sample, memory
+    python bench.py generate train          # some parts: generate, train, finetune, prepare, sample
     python bench.py train --device=cuda     # a device: cpu, cuda, cuda:1
-
-On a CPU, generate compares GPT-2 124M (float32) with transformers at batch 1 and 8, train compares float32 and
-bfloat16, eager and compiled, with nanoGPT's plain loop. On CUDA, train is GPT-2 124M at block 1024 in bfloat16,
-compiled, with fused AdamW and flash attention, its MFU against the GPU's peak; finetune is config/finetune_haiku.py's
-shape (GPT-2 medium, block 128); generate is batch 1 and 16, eager and compiled. This machine may be shared and noisy,
-so compare figures from the same run, not absolute times across runs.
 """
 
 import json
 import os
 import random
+import resource
 import statistics
 import subprocess
 import sys
@@ -28,11 +23,11 @@ import regex
 import tiktoken
 import torch
 
-from haikugpt.checkpoint import NEO, PRETRAINED, build_checkpoint, load_pretrained, save_checkpoint
+from haikugpt.checkpoint import load_pretrained
 from haikugpt.device import matmul_flops, peak_flops, resolve_device
-from haikugpt.files import ROOT
-from haikugpt.tokenizer import EOT, GPT2_PATTERN, BPETokenizer
-from model import GPT, GPTConfig, padded_vocab
+from haikugpt.files import ROOT, one_line_errors
+from haikugpt.tokenizer import EOT, GPT2_PATTERN, BPETokenizer, CharTokenizer
+from model import GPT, GPTConfig
 
 GPT2_124M = {"n_layer": 12, "n_head": 12, "n_embd": 768}
 GPT2_MEDIUM = {"n_layer": 24, "n_head": 16, "n_embd": 1024}
@@ -50,18 +45,9 @@ def timed(fn, repeat: int = 1) -> tuple[float, object]:
     return best, out
 
 
-def memory_bandwidth(device: torch.device, gb: float = 1.0) -> float:
-    """Bytes per second read by a sum over a tensor of gb gigabytes: the best of several, as for matmul_flops."""
-    x = torch.ones(int(gb * 2**30) // 4, device=device)
-    x.sum().item()
-    seconds, _ = timed(lambda: x.sum().item(), repeat=5)
-    return x.numel() * 4 / seconds
-
-
 def bench_generate(device: torch.device, prompt_len: int = 16, new_tokens: int = 128) -> None:
-    """Cached generation with a random GPT-2 124M: on a CPU in float32 against transformers' generate (the same
-    weights and greedy tokens) at batch 1 and 8, and against the rate at which the weights can be read; on CUDA in
-    bfloat16 at batch 1 and 16, eager and with compiled blocks."""
+    """Cached generation with a random GPT-2 124M: on a CPU in float32 against transformers (same weights, batch 1
+    and 8) and the rate the weights can be read at; on CUDA in bfloat16 at batch 1 and 16, eager and compiled."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(0)
@@ -71,9 +57,10 @@ def bench_generate(device: torch.device, prompt_len: int = 16, new_tokens: int =
         model = load_pretrained(tmp).eval()
     greedy = dict(max_new_tokens=new_tokens, temperature=0)
     if device.type == "cuda":
-        return bench_generate_cuda(model.to(device), device, prompt_len, new_tokens)
-    weights = sum(p.numel() for p in model.parameters()) * 4 - model.transformer.wpe.weight.numel() * 4
-    limit = memory_bandwidth(device) / weights
+        return bench_generate_cuda(model.to(device), device, prompt_len, greedy)
+    weights = (sum(p.numel() for p in model.parameters()) - model.transformer.wpe.weight.numel()) * 4
+    x = torch.ones(2**28, device=device)  # 1 GB, summed: the bytes per second memory can be read at, best of 5
+    limit = x.numel() * 4 / timed(lambda: x.sum().item(), repeat=5)[0] / weights
     print(f"== generate: GPT-2 124M (random weights), float32, {device}, {prompt_len}-token prompt, {new_tokens} new"
           f" tokens, greedy; weights read per step {weights / 1e6:.0f} MB: at most {limit:.1f} steps/s")  # fmt: skip
     print(f"{'batch':>5} {'ours tok/s':>11} {'transformers':>13} {'ratio':>6} {'% of limit':>11} {'same tokens':>12}")
@@ -90,8 +77,7 @@ def bench_generate(device: torch.device, prompt_len: int = 16, new_tokens: int =
                 t_ours = min(t_ours, t)
                 t, theirs = timed(lambda: hf.generate(prompt, **hf_kw))  # noqa: B023
                 t_hf = min(t_hf, t)
-        rate = batch * new_tokens / t_ours
-        print(f"{batch:>5} {rate:11.1f} {batch * new_tokens / t_hf:13.1f} {t_hf / t_ours:5.2f}x"
+        print(f"{batch:>5} {batch * new_tokens / t_ours:11.1f} {batch * new_tokens / t_hf:13.1f} {t_hf / t_ours:5.2f}x"
               f" {new_tokens / t_ours / limit:10.0%} {torch.equal(ours, theirs)!s:>12}", flush=True)  # fmt: skip
     prompt = prompt[:1]
     t_cache, ours = timed(lambda: model.generate(prompt, **greedy))
@@ -112,10 +98,9 @@ def compile_and_time(model: GPT, prompt: torch.Tensor, greedy: dict) -> tuple[fl
     return t_first, t, out
 
 
-def bench_generate_cuda(model: GPT, device: torch.device, prompt_len: int, new_tokens: int) -> None:
+def bench_generate_cuda(model: GPT, device: torch.device, prompt_len: int, greedy: dict) -> None:
+    new_tokens, rows = greedy["max_new_tokens"], {}
     print(f"== generate: GPT-2 124M (random weights), bfloat16 autocast on {device}, {new_tokens} new tokens, greedy")
-    greedy = dict(max_new_tokens=new_tokens, temperature=0)
-    rows = {}
     with torch.autocast("cuda", dtype=torch.bfloat16):
         for batch in (1, 16):
             prompt = torch.randint(0, 50257, (batch, prompt_len), device=device)
@@ -134,67 +119,58 @@ def write_random_bins(folder: Path, vocab: int, tokens: int = 400_000) -> Path:
     ids = np.random.default_rng(0).integers(1, vocab, tokens, dtype=np.uint16)
     ids.tofile(folder / "train.bin")
     ids[: tokens // 10].tofile(folder / "val.bin")
-    tokenizer = "gpt2" if vocab > 256 else "char"
-    (folder / "meta.json").write_text(json.dumps({"tokenizer": tokenizer, "vocab_size": vocab, "eot_id": 0}))
+    chars = CharTokenizer([EOT, *map(chr, range(65, 64 + vocab))]) if vocab <= 256 else None  # a table of vocab ids
+    meta = chars.meta() if chars else {"tokenizer": "gpt2", "vocab_size": vocab, "eot_id": 0}
+    (folder / "meta.json").write_text(json.dumps(meta))
     return folder
 
 
-def time_train(args: dict, env: dict, warmup: int, config_file: str | None = None) -> dict:
+def time_train(args: dict, env: dict, warmup: int, *config_files: str) -> dict:
     """A fresh `python train.py` with args, as a user runs it: median step time, MFU, tokens/s and peak memory."""
     out = Path(args["out_dir"])
-    cmd = [sys.executable, str(ROOT / "train.py"), *([config_file] if config_file else [])]
-    cmd += [f"--{k}={v}" for k, v in args.items()]
+    cmd = [sys.executable, str(ROOT / "train.py"), *config_files, *(f"--{k}={v}" for k, v in args.items())]
     env = os.environ | {"TORCHINDUCTOR_CACHE_DIR": str(out / "inductor")} | env  # a cold compile
     memory = run_peak_mb(cmd, env)
     logged = [r for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if "time_ms" in r]
-    timed_steps = logged[warmup:]
-    return {
-        "ms": statistics.median(r["time_ms"] for r in timed_steps),
-        "best": min(r["time_ms"] for r in timed_steps),
-        "mfu": statistics.median(r["mfu"] for r in timed_steps),
-        "tok_s": statistics.median(r["tok_per_s"] for r in timed_steps),
-        "first": logged[0]["time_ms"] / 1000,
-        "memory": max((r.get("gpu_memory_mb", 0) for r in logged), default=0) or memory,
-    }
+    steps = logged[warmup:]
+    ms, mfu, tok_s = (statistics.median(r[key] for r in steps) for key in ("time_ms", "mfu", "tok_per_s"))
+    memory = max((r.get("gpu_memory_mb", 0) for r in logged), default=0) or memory
+    return {"ms": ms, "best": min(r["time_ms"] for r in steps), "mfu": mfu, "tok_s": tok_s,
+            "first": logged[0]["time_ms"] / 1000, "memory": memory}  # fmt: skip
 
 
 def bench_train(device: torch.device, warmup: int = 2) -> None:
-    """train.py, each variant a fresh process: on a CPU a small char model and a GPT-2 124M shape in float32 and
-    bfloat16, eager and compiled, against the plain float32 eager loop (nanoGPT's, with glibc's default allocator);
-    on CUDA GPT-2 124M at block 1024, bfloat16, compiled and eager."""
+    """train.py, each variant a fresh process: on a CPU a char model and a GPT-2 124M shape, float32 and bfloat16, eager
+    and compiled, against nanoGPT's plain float32 eager loop; on CUDA GPT-2 124M at block 1024, bfloat16."""
     if device.type == "cuda":
         shapes = {"GPT-2 124M": ({**GPT2_124M, "block_size": 1024, "batch_size": 16}, 50257, 20)}
         variants = [("bfloat16", True, "kept"), ("bfloat16", False, "kept")]
     else:
         small = dict(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=64)
-        shapes = {  # name: (model and batch keys, vocab of the random bins, steps timed: more where they are cheap)
-            "char 4x128": (small, 61, 20),
-            "GPT-2 124M": ({**GPT2_124M, "block_size": 256, "batch_size": 4}, 50257, 6),
-        }
-        # "plain" is glibc's default allocator (device.keep_freed_memory leaves it alone when MALLOC_MMAP_MAX_ is set,
-        # 65536 being glibc's own default); "kept" is what train.py does on CPU
+        # name: (model and batch keys, vocab of the random bins, steps timed: more where they are cheap)
+        shapes = {"char 4x128": (small, 61, 20),
+                  "GPT-2 124M": ({**GPT2_124M, "block_size": 256, "batch_size": 4}, 50257, 6)}  # fmt: skip
+        # "plain": glibc's default allocator (MALLOC_MMAP_MAX_=65536, glibc's default, turns device.keep_freed_memory
+        # off); "kept": what train.py does on CPU
         modes = ((False, "plain"), (False, "kept"), (True, "kept"))
         variants = [(dtype, compile, freed) for dtype in ("float32", "bfloat16") for compile, freed in modes]
-        best = {torch.float32: 0.0, torch.bfloat16: 0.0}
-        for _ in range(4):  # alternating, so that other work on the machine slows both alike
-            for dtype in best:
-                best[dtype] = max(best[dtype], matmul_flops(device, dtype))
-        fp32, bf16 = (f / 1e12 for f in best.values())
+        # alternating, so that other work on the machine slows both alike
+        runs = [[matmul_flops(device, dtype) / 1e12 for dtype in (torch.float32, torch.bfloat16)] for _ in range(4)]
+        fp32, bf16 = map(max, zip(*runs))
         print(f"== train: matmul peak on {device} (2048x2048, best of alternating runs): float32 {fp32:.2f}, bfloat16")
         print(f"{bf16:.2f} TFLOP/s ({bf16 / fp32:.2f}x): the most bfloat16 can speed up a step's matmuls")
-    print(
-        f"== train on {device}: median step after {warmup} warmup, random tokens; MFU as train.py logs it against "
-        f"{peak_flops(device) / 1e12:.0f} TFLOP/s; 'first' includes compiling; 'memory': peak (GPU, or process RSS)"
-    )
+    print(f"== train on {device}: median step after {warmup} warmup, random tokens; MFU as train.py logs it against "
+          f"{peak_flops(device) / 1e12:.0f} TFLOP/s; 'first' includes compiling; 'memory': peak (GPU, or process "
+          "RSS)")  # fmt: skip
     header = ["shape", "dtype", "compile", "freed", "ms/step", "best", "tok/s", "mfu", "vs first", "first", "memory"]
     print("{:<11} {:<9} {:<8} {:<6} {:>8} {:>8} {:>8} {:>6} {:>9} {:>6} {:>8}".format(*header))
+    fixed = {"eval_interval": 10**9, "eval_iters": 1, "gradient_accumulation_steps": 1, "warmup_iters": 0}
     for name, (keys, vocab, steps) in shapes.items():
         with tempfile.TemporaryDirectory() as tmp:
             data = write_random_bins(Path(tmp) / "data", vocab)
             base = None
             for dtype, compile, freed in variants:
                 run = {"dtype": dtype, "compile": compile, "out_dir": Path(tmp) / f"{dtype}-{compile}-{freed}"}
-                fixed = {"eval_interval": 10**9, "eval_iters": 1, "gradient_accumulation_steps": 1, "warmup_iters": 0}
                 args = {**keys, **run, **fixed, "dataset": data, "device": device, "max_iters": warmup + steps}
                 r = time_train(args, {"MALLOC_MMAP_MAX_": "65536"} if freed == "plain" else {}, warmup)
                 base = base or r["ms"]
@@ -211,7 +187,7 @@ def bench_finetune(device: torch.device, warmup: int = 2, steps: int = 5) -> Non
         data = write_random_bins(Path(tmp) / "data", 50257)
         args = {"init_from": "scratch", **GPT2_MEDIUM, "dataset": data, "out_dir": Path(tmp) / "out", "device": device,
                 "max_iters": warmup + steps, "eval_interval": 10**9, "eval_iters": 1, "warmup_iters": 0}  # fmt: skip
-        r = time_train(args, {}, warmup, config_file="config/finetune_haiku.py")
+        r = time_train(args, {}, warmup, "config/finetune_haiku.py")
         print(f"{r['ms']:,.0f} ms/step (best {r['best']:,.0f}), {r['tok_s']:,.0f} tok/s, MFU {r['mfu']:.1%}, "
               f"first step {r['first']:.1f} s, peak memory {r['memory']:,.0f} MB")  # fmt: skip
 
@@ -239,43 +215,25 @@ def stand_in_encoding(corpus: str = "") -> tiktoken.Encoding:
     return tiktoken.Encoding("gpt2", pat_str=GPT2_PATTERN, mergeable_ranks=ranks, special_tokens={EOT: 50256})
 
 
-# The scripts below run in a fresh process each, with the repository on sys.path.
-_SCRIPT_START = r"""
-import contextlib, io, json, resource, sys, time
-from pathlib import Path
-
-import regex
-
-sys.path.insert(0, sys.argv[1])
-from bench import stand_in_encoding
-"""
-
-# A fresh process per measurement, so that its peak memory is this run's alone.
-_PREPARE_RUN = (
-    _SCRIPT_START
-    + r"""
-from prepare import text
-
-path, tokenizer, corpus = Path(sys.argv[2]), sys.argv[3], Path(sys.argv[4]).read_text()
-encoding = stand_in_encoding(corpus) if tokenizer == "gpt2" else None
 def peak_kb() -> int:
-    # the high-water mark of this process's memory: VmHWM starts afresh at exec, where ru_maxrss keeps the parent's
+    """This process's peak memory in KB: VmHWM, which starts afresh at exec where ru_maxrss keeps the parent's."""
     status = Path("/proc/self/status")
     if status.exists():
-        return int(regex.search(r"VmHWM:\s+(\d+)", status.read_text()).group(1))
+        return int(regex.search(r"VmHWM:\s+(\d+)", status.read_text())[1])
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
-before = peak_kb()
-start = time.perf_counter()
-meta = text.prepare([path], out_dir=path.parent / "out", tokenizer=tokenizer, encoding=encoding)
-seconds = time.perf_counter() - start
-self_kb = peak_kb()
-child_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-tokens = sum(meta["tokens"].values())
-print(json.dumps({"seconds": seconds, "tokens": tokens, "before_kb": before, "self_kb": self_kb, "child_kb": child_kb}))
-"""
-)
+def prepare_in_process(path: str, tokenizer: str, corpus_path: str) -> None:
+    """prepare/text.py on path, run by bench_prepare in a fresh process so that its peak memory is this run's alone;
+    prints the seconds, tokens and peak memory (its own before and after, and its largest worker's) as JSON."""
+    from prepare import text
+
+    encoding = stand_in_encoding(Path(corpus_path).read_text()) if tokenizer == "gpt2" else None
+    before, start = peak_kb(), time.perf_counter()
+    meta = text.prepare([Path(path)], out_dir=Path(path).parent / "out", tokenizer=tokenizer, encoding=encoding)
+    print(json.dumps({"seconds": time.perf_counter() - start, "tokens": sum(meta["tokens"].values()),
+                      "before_kb": before, "self_kb": peak_kb(),
+                      "child_kb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}))  # fmt: skip
 
 
 def bench_prepare(device: torch.device | None = None, repo: Path = ROOT, sizes_mb: tuple[int, ...] = (25, 100)) -> None:
@@ -287,119 +245,63 @@ def bench_prepare(device: torch.device | None = None, repo: Path = ROOT, sizes_m
     print("  gpt2: GPT-2's files cannot be downloaded here, so a tiktoken Encoding built locally stands in: GPT-2's")
     print("  pre-tokenizer pattern (most of tiktoken's cost), the 256 bytes, the corpus's pieces as tokens, 50,257 ids")
     print("  peak memory: the main process (VmHWM), the largest worker (ru_maxrss), the main process before the run")
-    print(
-        f"{'tokenizer':>9} {'input MB':>9} {'seconds':>8} {'MB/s':>6} {'tokens':>12} {'peak MB main/worker/before':>27}"
-    )
+    print(f"{'tokenizer':>9} {'input MB':>9} {'seconds':>8} {'MB/s':>6} {'tokens':>12} "
+          f"{'peak MB main/worker/before':>27}")  # fmt: skip
+    measure = [sys.executable, "-c", "import bench, sys; bench.prepare_in_process(*sys.argv[1:])"]  # run in repo
     with tempfile.TemporaryDirectory() as tmp:
-        for size in sizes_mb:
-            path = Path(tmp) / f"{size}" / "input.txt"
-            path.parent.mkdir()
-            with open(path, "w") as f:
-                f.writelines(corpus for _ in range(size * 10**6 // len(corpus.encode()) + 1))
-        for tokenizer in ("char", "gpt2"):
-            for size in sizes_mb:
-                path = Path(tmp) / f"{size}" / "input.txt"
-                args = [sys.executable, "-c", _PREPARE_RUN, str(repo), str(path), tokenizer, str(corpus_path)]
-                run = subprocess.run(args, capture_output=True, text=True, check=True)
-                r = json.loads(run.stdout.strip().splitlines()[-1])
-                mb = path.stat().st_size / 1e6
-                peak = f"{r['self_kb'] / 1024:.0f} / {r['child_kb'] / 1024:.0f} / {r['before_kb'] / 1024:.0f}"
-                speed = f"{r['seconds']:8.1f} {mb / r['seconds']:6.1f}"
-                print(f"{tokenizer:>9} {mb:9.1f} {speed} {r['tokens']:12,} {peak:>27}")
+        paths = [Path(tmp) / f"{size}.txt" for size in sizes_mb]
+        for size, path in zip(sizes_mb, paths):
+            path.write_text(corpus * (size * 10**6 // len(corpus.encode()) + 1))
+        for tokenizer, path in [(t, p) for t in ("char", "gpt2") for p in paths]:
+            out = subprocess.check_output([*measure, path, tokenizer, corpus_path], cwd=repo, stderr=subprocess.DEVNULL)
+            r, mb = json.loads(out.splitlines()[-1]), path.stat().st_size / 1e6
+            peak = f"{r['self_kb'] / 1024:.0f} / {r['child_kb'] / 1024:.0f} / {r['before_kb'] / 1024:.0f}"
+            print(f"{tokenizer:>9} {mb:9.1f} {r['seconds']:8.1f} {mb / r['seconds']:6.1f} {r['tokens']:12,} {peak:>27}")
 
 
 def bench_sample(device: torch.device, demo: Path = ROOT / "out-haiku-bpe") -> None:
-    """Form-constrained against free sampling: 100 haiku from the demo checkpoint, command to finish; and per token
-    with a GPT-2 124M shape (random weights, the stand-in GPT-2 BPE), 10 haiku in a batch."""
-    from configurator import read_config_file
-    from haikugpt.haiku.form import FormConstraint, Lexicon
-    from haikugpt.training import read_meta
+    """Sampling with the defaults (5-7-5 and the haiku's rules, with particles) against free sampling: 100 haiku from
+    the demo checkpoint, command to finish; and per step with a GPT-2 124M shape (random weights, the stand-in GPT-2
+    BPE), 10 haiku in a batch under the same rules, one particle each."""
+    from haikugpt.haiku.form import FormConstraint, Lexicon, Rules
+    from haikugpt.haiku.verse import read_season_words
 
     with tempfile.TemporaryDirectory() as tmp:
-        if not (demo / "ckpt.pt").is_file():  # the demo's shape with random weights until the quick start has run
-            shape = read_config_file(ROOT / "config" / "train_haiku_bpe.py")
-            meta = read_meta(ROOT / "data" / shape["dataset"])
-            keys = ("n_layer", "n_head", "n_embd", "block_size")
-            config = GPTConfig(vocab_size=padded_vocab(meta["vocab_size"]), **{k: shape[k] for k in keys})
+
+        def run(script: str, *args: str) -> float:  # seconds to run one of the repository's scripts, start to finish
+            cmd = [sys.executable, ROOT / script, *args, f"--device={device}"]
+            return timed(lambda: subprocess.run(cmd, capture_output=True, check=True, cwd=tmp))[0]
+
+        if not (demo / "ckpt.pt").is_file():  # the demo's shape, trained one step, until the quick start has run
             demo = Path(tmp) / "demo"
-            save_checkpoint(build_checkpoint(GPT(config), {}, meta), demo / "ckpt.pt")
-        times = {"free": float("inf"), "5-7-5": float("inf")}
-        for _ in range(2):  # alternating, so that other work on the machine slows both alike
-            for form in times:
-                cmd = [
-                    sys.executable,
-                    str(ROOT / "sample.py"),
-                    f"--out_dir={demo}",
-                    "--num_samples=100",
-                    f"--form={form}",
-                ]
-                t0 = time.perf_counter()
-                subprocess.run([*cmd, f"--device={device}"], capture_output=True, check=True, cwd=tmp)
-                times[form] = min(times[form], time.perf_counter() - t0)
-        print(f"== sample: 100 haiku from {demo}, `python sample.py` start to finish: free {times['free']:.1f} s, "
-              f"5-7-5 {times['5-7-5']:.1f} s ({times['5-7-5'] / times['free']:.2f}x)")  # fmt: skip
+            run("train.py", "config/train_haiku_bpe.py", f"--out_dir={demo}", "--max_iters=1", "--compile=False")
+        # alternating, so that other work on the machine slows both alike
+        runs = [[run("sample.py", f"--out_dir={demo}", "--num_samples=100", *f) for f in (["--form=free"], [])]
+                for _ in range(3)]  # fmt: skip
+        free, rules = map(min, zip(*runs))
+        print(f"== sample: 100 haiku from {demo}, `python sample.py` start to finish: --form=free {free:.1f} s, "
+              f"the defaults (5-7-5, a season word, no rhyme, line ends, particles) {rules:.1f} s "
+              f"({rules / free:.2f}x)")  # fmt: skip
 
     tok = BPETokenizer(stand_in_encoding((ROOT / "prepare" / "haiku_corpus.txt").read_text()))
     model = GPT(GPTConfig(), seed=0).to(device).eval()  # 124M
-    t0 = time.perf_counter()
-    constraint = FormConstraint(tok, (5, 7, 5), Lexicon.load())
-    setup = time.perf_counter() - t0
+    kigo = set().union(*read_season_words().values())
+    setup, form = timed(lambda: FormConstraint(tok, Rules((5, 7, 5), Lexicon.load(), kigo)))
     idx = torch.full((10, 1), tok.eot_id, device=device)
     kw = dict(temperature=0.8, top_k=200, generator=torch.Generator(device).manual_seed(0))
     model.generate(idx, 4)  # warm up
-    rows = constraint.logits_filter(constraint.start("", 10))
-    t_form, out = timed(
-        lambda: model.generate(idx, constraint.max_tokens(), stop_token=tok.eot_id, logits_filter=rows, **kw)
-    )
+    mask = form.logits_filter(form.rules.start("", 10))
+    t_form, out = timed(lambda: model.generate(idx, form.rules.max_tokens(), stop_token=tok.eot_id, logits_filter=mask,
+                                               **kw))  # fmt: skip
     steps = out.size(1) - 1
     t_free, _ = timed(lambda: model.generate(idx, steps, **kw))
     print(f"== sample: GPT-2 124M shape, stand-in GPT-2 BPE, 10 haiku in a batch ({steps} steps): free "
-          f"{t_free / steps * 1000:.0f} ms/step, 5-7-5 {t_form / steps * 1000:.0f} ms/step ({t_form / t_free:.2f}x); "
-          f"the lexicon and token tables took {setup:.1f} s")  # fmt: skip
+          f"{t_free / steps * 1000:.0f} ms/step, the rules {t_form / steps * 1000:.0f} ms/step "
+          f"({t_form / t_free:.2f}x); the lexicon and token tables took {setup:.1f} s")  # fmt: skip
 
 
-def memory_estimate(config: GPTConfig, batch_size: int, adapters: bool, rank: int = 16) -> dict[str, float]:
-    """Bytes a training step needs, by part, under bfloat16 autocast with float32 master weights and AdamW: without
-    adapters every weight has a float32 gradient and two AdamW moments; with them the target projections are held in
-    bfloat16 and frozen, and only the adapters have those. Activations: ~34 bytes per token per layer per unit of
-    width, the figure of Korthikanti et al. (2022) for mixed precision without recomputation (attention's
-    sequence-squared term is not stored: scaled_dot_product_attention recomputes it), plus the logits in bfloat16 and
-    float32 with their gradient."""
-    C, L, V, T = config.n_embd, config.n_layer, config.vocab_size, config.block_size
-    total = L * (12 * C * C + 13 * C) + V * C + T * C + 2 * C  # blocks (four projections, two LayerNorms), tables
-    targets = L * (12 * C * C + 9 * C)
-    trained = L * rank * (4 * C + 2 * C + 5 * C + 5 * C) if adapters else total
-    weights = 2 * targets + 4 * (total - targets) + 4 * trained if adapters else 4 * total
-    return {
-        "parameters": total,
-        "weights": weights + 2 * (total if not adapters else total - targets),  # with autocast's bfloat16 copies
-        "gradients": 4 * trained,
-        "optimizer": 8 * trained,
-        "activations": 34 * T * batch_size * C * L + 10 * T * batch_size * V,
-    }
-
-
-def bench_memory(device: torch.device | None = None, batch_size: int = 16, block_size: int = 128) -> None:
-    """memory_estimate in GB for every GPT-2 and GPT-Neo size, with and without LoRA adapters of rank 16."""
-    print(f"== memory: estimated GB to fine-tune at block {block_size}, batch {batch_size}, bfloat16 autocast")
-    print(f"{'model':<36} {'params':>7} {'weights':>8} {'grads':>6} {'AdamW':>6} {'activ.':>7} {'total':>6}")
-    for name, (L, H, C) in {**PRETRAINED, **NEO}.items():
-        config = GPTConfig(block_size=block_size, vocab_size=50257, n_layer=L, n_head=H, n_embd=C)
-        for adapters in (False, True):
-            e = {k: v / 1e9 for k, v in memory_estimate(config, batch_size, adapters).items()}
-            total = e["weights"] + e["gradients"] + e["optimizer"] + e["activations"]
-            print(f"{name + (' + LoRA r16' if adapters else ''):<36} {e['parameters']:6.2f}B {e['weights']:8.1f} "
-                  f"{e['gradients']:6.1f} {e['optimizer']:6.1f} {e['activations']:7.1f} {total:6.1f}")  # fmt: skip
-
-
-BENCHES = {
-    "generate": bench_generate,
-    "train": bench_train,
-    "finetune": bench_finetune,
-    "prepare": bench_prepare,
-    "sample": bench_sample,
-    "memory": bench_memory,
-}
+BENCHES = dict(generate=bench_generate, train=bench_train, finetune=bench_finetune, prepare=bench_prepare,
+               sample=bench_sample)  # fmt: skip
 
 
 def main(argv: list[str]) -> None:
@@ -414,10 +316,8 @@ def main(argv: list[str]) -> None:
             names.append(arg)
         else:
             sys.exit(f"error: unknown argument {arg!r}; parts are {', '.join(BENCHES)}, and --device=cpu|cuda|cuda:N")
-    try:
+    with one_line_errors():
         device = resolve_device(device_name)
-    except ValueError as e:
-        sys.exit(f"error: {e}")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {device}, {Path.cwd()}")
     for name in names or list(BENCHES):
         BENCHES[name](device)

@@ -1,7 +1,9 @@
 """
 Fine-tune a GPT to classify texts, judged by accuracy, precision, recall and F1: a linear head on the hidden state of
 each text's last token (its end-of-text), all weights trained (or LoRA adapters and the head). Keys, config files and
-overrides are train.py's plus the few below; `python classify.py --help` lists them all.
+overrides are train.py's plus the few below (`python classify.py --help`); the outputs too, with best.pt the best val
+macro F1, and out_dir/eval.json: the kept model's scores on the val split (accuracy, macro_f1, majority_baseline,
+per_class precision, recall, F1 and support, confusion[true][predicted]), printed as a table at every eval.
 
     python prepare/labelled.py --tokenizer=char          # the embedded haiku by season -> data/haiku_seasons_char
     python classify.py config/classify_haiku_seasons.py  # from train.py's char language model, out-haiku-char
@@ -14,18 +16,10 @@ overrides are train.py's plus the few below; `python classify.py --help` lists t
     python classify.py ... --init_from=EleutherAI/gpt-neo-1.3B --lora_rank=16             # GPT-Neo with LoRA
     torchrun --standalone --nproc_per_node=8 classify.py ...      # DDP, as train.py
 
-init_from: scratch; resume; a train.py out_dir or checkpoint file (its language model is the starting point, and the
-data must be in its vocabulary: prepare/labelled.py --tokenizer char or bpe gives the embedded corpus prepare/haiku.py's
-vocabularies); gpt2 ... gpt2-xl, EleutherAI/gpt-neo-*, or a local Hugging Face folder (data prepared with --tokenizer
-gpt2). Each text is a sequence of at most block_size tokens (a longer one keeps its start and its end-of-text);
-micro-batches are right-padded to their longest text with an id past the data's vocabulary (the token table grows
-by a zero row where it has none), which the head never reads.
-
-Outputs in out_dir: ckpt.pt, best.pt (the best val macro F1), config.json and metrics.jsonl as train.py's, and
-eval.json: the kept model's accuracy, macro_f1, majority_baseline (always answering the most common training label),
-per_class precision, recall, F1 and support, and the confusion matrix (confusion[true][predicted]) on the val split.
-Every eval prints them as a table. `python export.py --out_dir=out-seasons` writes a GPT2ForSequenceClassification
-folder for transformers (BPE checkpoints only, as for language models).
+init_from: scratch, resume, a train.py out_dir or checkpoint (its language model; the data in its vocabulary), or
+pretrained weights (data prepared with --tokenizer gpt2). A text longer than block_size keeps its start and its
+end-of-text; micro-batches are right-padded with an id past the data's vocabulary (the token table grows by a zero
+row where it has none), which the head never reads. Bits per byte do not apply: the loss is over labels, not text.
 """
 
 import csv
@@ -33,41 +27,16 @@ import io
 import math
 import sys
 from contextlib import nullcontext
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
 from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from haikugpt import training
+from haikugpt import labels, training
 from haikugpt.checkpoint import build_checkpoint, checkpoint_path, load_checkpoint
-from haikugpt.device import (
-    DTYPES,
-    all_max,
-    autocast,
-    gather,
-    print0,
-    resolve_device,
-    resolve_dtype,
-    teardown_ddp,
-    to_device,
-)
+from haikugpt.device import DTYPES, all_max, gather, inference_device, print0, setup_device, teardown_ddp, to_device
 from haikugpt.files import one_line_errors, write_json, write_text
-from haikugpt.labels import (
-    Classifier,
-    classifier_from_checkpoint,
-    encode_texts,
-    fit_block,
-    format_scores,
-    is_classifier,
-    logits_of,
-    majority_label,
-    make_room,
-    pad_batch,
-    read_split,
-    score_predictions,
-)  # fmt: skip
 from haikugpt.texts import read_labelled, to_names
 from haikugpt.tokenizer import load_tokenizer, same_vocabulary
 from model import hold_frozen_in
@@ -102,7 +71,7 @@ def init_kind(init_from: str) -> str:
 
 def check_data(meta: dict, config: dict, kind: str, ckpt: dict | None, lm_ckpt: dict | None) -> None:
     """Refuse data whose token ids or labels mean something else to the model, before any weights are downloaded."""
-    if ckpt is not None and not is_classifier(ckpt):
+    if ckpt is not None and not labels.is_classifier(ckpt):
         raise ValueError(f"{config['out_dir']} holds a language model (train.py's), not a classifier to resume; start "
                          f"one from it with --init_from={config['out_dir']} and another --out_dir")  # fmt: skip
     pretrained = config["init_from"] if kind == "pretrained" else None
@@ -134,29 +103,29 @@ def train(config: dict, user: dict, ckpt: dict | None) -> None:
     check_data(meta, config, kind, ckpt, lm_ckpt)
 
     # the classifier on this rank's device: a new head on a GPT (new, a language model's, OpenAI's), or the resumed one
-    ranks, device, dtype, ctx, compiled = training.setup_device(config)
+    ranks, device, dtype, ctx, compiled = setup_device(config)
     master = ranks.rank == 0
     pad = meta["vocab_size"]  # the padding id: the first past the data's vocabulary, so that no text holds it
     if ckpt is not None:  # dropout is the one model setting a resumed run may change
         ckpt["model_args"].update(dropout=config["dropout"], lora_dropout=config["lora_dropout"])
-        model = classifier_from_checkpoint(ckpt)
+        model = labels.classifier_from_checkpoint(ckpt)
     else:
         gpt = training.init_gpt(config, pad + 1, lm_ckpt)
         for key in MODEL_SHAPE if kind != "scratch" else ():  # a config that describes the scratch control too
             if key in user and user[key] != getattr(gpt.config, key):
                 raise ValueError(f"{key}={user[key]!r} differs from init_from={config['init_from']}'s {key}="
                                  f"{getattr(gpt.config, key)!r}; drop it, or use --init_from=scratch")  # fmt: skip
-        make_room(gpt, pad)
-        model = Classifier(gpt, len(meta["labels"]), pad, seed=config["seed"])
+        labels.make_room(gpt, pad)
+        model = labels.Classifier(gpt, len(meta["labels"]), pad, seed=config["seed"])
     block_size = model.config.block_size
     splits = {}
     for split in ("train", "val"):
-        texts, labels = read_split(data_dir, split, meta["eot_id"])
-        texts, cut = fit_block(texts, block_size)
+        texts, label_ids = labels.read_split(data_dir, split, meta["eot_id"])
+        texts, cut = labels.fit_block(texts, block_size)
         if cut:
             print0(f"note: {cut:,} of {len(texts):,} {split} texts are longer than block_size {block_size} tokens: "
                    "each keeps its start and its end-of-text")  # fmt: skip
-        splits[split] = (texts, labels)
+        splits[split] = (texts, label_ids)
 
     # how it runs: precision, compile, DDP; the optimizer; where a resumed run continues
     accum_steps = training.micro_steps(config["gradient_accumulation_steps"], ranks.world_size)
@@ -181,26 +150,17 @@ def train(config: dict, user: dict, ckpt: dict | None) -> None:
         model = torch.compile(model)
     if ranks.ddp:
         model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
-    trainable = sum(p.numel() for p in raw_model.parameters() if p.requires_grad)
-    resolved = {
-        "device": str(device), "dtype": dtype, "compile": compiled, "ranks": ranks.world_size,
-        "micro_steps_per_rank": accum_steps, "parameters": raw_model.num_params(), "trainable": trainable,
-        "model": asdict(raw_model.config),
-    }  # fmt: skip
-    print0(training.describe(config, resolved))
-    params = f"{raw_model.num_params() / 1e6:.2f}M parameters"
-    if trainable < sum(p.numel() for p in raw_model.parameters()):  # LoRA: some are frozen
-        params += f", {trainable / 1e6:.2f}M of them trained"
+    resolved = training.describe_run(config, raw_model, ranks, device, dtype, compiled, accum_steps)
     print0(f"texts per iteration: {accum_steps * ranks.world_size * config['batch_size']:,} = {ranks.world_size} ranks "
-           f"x {accum_steps} micro-steps x {config['batch_size']}, of up to {block_size} tokens; {params}")  # fmt: skip
-    majority = majority_label(meta)
+           f"x {accum_steps} micro-steps x {config['batch_size']}, of up to {block_size} tokens")  # fmt: skip
+    majority = labels.majority_label(meta)
 
     def get_batch(generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """batch_size random training texts, right-padded to the longest (B, T), and their labels (B,)."""
-        texts, labels = splits["train"]
+        texts, label_ids = splits["train"]
         rows = torch.randint(len(texts), (config["batch_size"],), generator=generator).tolist()
-        x = pad_batch([texts[i] for i in rows], pad)
-        return to_device(x, device), to_device(torch.from_numpy(labels[rows]), device)
+        x = labels.pad_batch([texts[i] for i in rows], pad)
+        return to_device(x, device), to_device(torch.from_numpy(label_ids[rows]), device)
 
     @torch.no_grad()
     def evaluate() -> tuple[dict[str, float], dict]:
@@ -213,12 +173,14 @@ def train(config: dict, user: dict, ckpt: dict | None) -> None:
         train_texts, train_labels = splits["train"]
         rows = torch.randperm(len(train_texts), generator=same_texts)[: config["eval_iters"] * config["batch_size"]]
         out = {}
-        for split, (texts, labels) in (("train", ([train_texts[i] for i in rows], train_labels[rows])),
+        for split, (texts, label_ids) in (("train", ([train_texts[i] for i in rows], train_labels[rows])),
                                        ("val", splits["val"])):  # fmt: skip
-            logits = logits_of(model, texts, pad, config["batch_size"], device, ctx)
-            out[f"{split}/loss"] = F.cross_entropy(logits, torch.from_numpy(labels)).item()
-            out[f"{split}/accuracy"] = (logits.argmax(1).numpy() == labels).mean().item()
-        scores = score_predictions(labels.tolist(), logits.argmax(1).tolist(), meta["labels"], majority)  # val's
+            logits = labels.logits_of(model, texts, pad, config["batch_size"], device, ctx)
+            out[f"{split}/loss"] = F.cross_entropy(logits, torch.from_numpy(label_ids)).item()
+            out[f"{split}/accuracy"] = (logits.argmax(1).numpy() == label_ids).mean().item()
+        scores = labels.score_predictions(
+            label_ids.tolist(), logits.argmax(1).tolist(), meta["labels"], majority
+        )  # val's
         model.train()
         return {**out, "val/macro_f1": scores["macro_f1"]}, scores
 
@@ -246,7 +208,7 @@ def train(config: dict, user: dict, ckpt: dict | None) -> None:
                     log.check_losses()  # never save weights that a non-finite loss has touched
                     results, scores = evaluate()
                     print0(f"step {step}: " + ", ".join(f"{k.replace('/', ' ')} {v:.4f}" for k, v in results.items()))
-                    print0(format_scores(scores))
+                    print0(labels.format_scores(scores))
                     if not all(map(math.isfinite, results.values())):
                         sys.exit(f"error: eval is not finite at step {step}; stopping without saving")
                     log.record({"iter": step, **results, "lr": lr})
@@ -294,9 +256,9 @@ def write_eval_json(config: dict, val: tuple, names: list[str], majority: int, d
     """Score the kept checkpoint (best.pt, else ckpt.pt) on the val split again and write out_dir/eval.json."""
     path = checkpoint_path(config["out_dir"], best=True)
     ckpt = load_checkpoint(path)
-    model = classifier_from_checkpoint(ckpt, device).eval()
-    logits = logits_of(model, val[0], model.pad_id, config["batch_size"], device, ctx)
-    scores = score_predictions(val[1].tolist(), logits.argmax(1).tolist(), names, majority)
+    model = labels.classifier_from_checkpoint(ckpt, device).eval()
+    logits = labels.logits_of(model, val[0], model.pad_id, config["batch_size"], device, ctx)
+    scores = labels.score_predictions(val[1].tolist(), logits.argmax(1).tolist(), names, majority)
     out = path.parent / "eval.json"
     write_json(out, {"checkpoint": path.name, "step": ckpt["iter_num"], "split": "val", **scores})
     print0(f"kept {path} (step {ckpt['iter_num']}): val accuracy {scores['accuracy']:.3f} (majority baseline "
@@ -317,31 +279,30 @@ def score_or_label_file(config: dict) -> None:
     path = Path(config["input"] or config["predict"])
     if not path.is_file():
         raise FileNotFoundError(f"--{'input' if config['input'] else 'predict'}={path}: no such file")
-    device = resolve_device(config["device"])
-    ctx = autocast(device, resolve_dtype(config["dtype"], device))
+    device, ctx = inference_device(config["device"], config["dtype"])
     ckpt_path = checkpoint_path(config["out_dir"], best=True)
     if not ckpt_path.is_file():
         raise FileNotFoundError(f"no classifier checkpoint at {ckpt_path}; train one with `python classify.py CONFIG "
                                 f"--out_dir={config['out_dir']}`, or pass the checkpoint file as out_dir")  # fmt: skip
     ckpt = load_checkpoint(ckpt_path)
-    if not is_classifier(ckpt):
+    if not labels.is_classifier(ckpt):
         raise ValueError(f"{ckpt_path} holds a language model, not a classifier; train one from it with "
                          f"`python classify.py --init_from={config['out_dir']} ...`")  # fmt: skip
     meta, names = ckpt["meta"], ckpt["meta"]["labels"]
     columns = {k: config[k] or meta.get(k) for k in ("text_column", "label_column")}  # else as the data was read
     file = read_labelled(path, **columns, need_labels=bool(config["input"]))
-    labels = to_names(file.labels, names, file.base) if config["input"] else []
-    if None in labels:
-        unseen = file.labels[labels.index(None)]
+    named = to_names(file.labels, names, file.base) if config["input"] else []
+    if None in named:
+        unseen = file.labels[named.index(None)]
         raise ValueError(f"{path}: label {unseen!r} was never seen in training (the classifier knows "
                          f"{', '.join(names)})")  # fmt: skip
     try:
-        texts = encode_texts(load_tokenizer(meta), file.texts)
+        texts = labels.encode_texts(load_tokenizer(meta), file.texts)
     except ValueError as e:  # a character the char table lacks
         raise ValueError(f"{path}: {e}; this classifier reads only the characters it was trained on") from None
-    model = classifier_from_checkpoint(ckpt, device).eval()
-    texts = fit_block(texts, model.config.block_size)[0]
-    logits = logits_of(model, texts, model.pad_id, config["batch_size"], device, ctx)
+    model = labels.classifier_from_checkpoint(ckpt, device).eval()
+    texts = labels.fit_block(texts, model.config.block_size)[0]
+    logits = labels.logits_of(model, texts, model.pad_id, config["batch_size"], device, ctx)
     out_dir = ckpt_path.parent
     if config["predict"]:
         probs, ids = F.softmax(logits, dim=-1).max(dim=-1)
@@ -352,10 +313,10 @@ def score_or_label_file(config: dict) -> None:
         counts = ", ".join(f"{(ids == i).sum().item():,} {name}" for i, name in enumerate(names))
         print(f"wrote {out_dir / f'{path.stem}.predictions.csv'}: {len(file.texts):,} texts ({counts})")
         return
-    scores = score_predictions(
-        [names.index(label) for label in labels], logits.argmax(1).tolist(), names, majority_label(meta)
+    scores = labels.score_predictions(
+        [names.index(label) for label in named], logits.argmax(1).tolist(), names, labels.majority_label(meta)
     )
-    print(format_scores(scores))
+    print(labels.format_scores(scores))
     write_json(out_dir / f"eval_{path.stem}.json", {"checkpoint": str(ckpt_path), "input": str(path), **scores})
     print(f"wrote {out_dir / f'eval_{path.stem}.json'}")
 

@@ -1,14 +1,11 @@
-"""Config files and --key=value overrides, checked against a script's defaults.
-
-Used by train.py, classify.py, sample.py, export.py and plot.py, nanoGPT style:
+"""Config files and --key=value overrides, checked against a script's defaults, nanoGPT style:
 
     python train.py config/train_haiku_char.py --batch_size=32 --compile=False
     python train.py --help          # the script's docstring, then every key with its default and its comment
 
-Each argument is either a config file (plain Python assignments; the path is taken relative to the current directory,
-then to the repository root) or a --key=value override, applied in order, so later ones win. Unlike nanoGPT's
-exec-based configurator, an unknown key is an error that names the nearest valid one, an int is accepted where a
-float is expected, a key whose default is None takes any literal, and values may contain '='.
+Arguments apply in order, later ones winning; a config file is found from the current directory, then the repository
+root. Unlike nanoGPT's, an unknown key is an error naming the nearest valid one, an int is accepted where a float is
+expected, a key whose default is None takes any literal, and values may contain '='.
 """
 
 import ast
@@ -28,9 +25,8 @@ def configure(defaults: dict, argv: list[str], doc: str = "", sources: tuple = (
 
 
 def overrides(defaults: dict, argv: list[str], doc: str = "", sources: tuple = ()) -> dict:
-    """The keys that the config files and --key=value overrides in argv set, checked against defaults; later
-    arguments win. --help (or -h) prints doc and every key with its default and the comment beside it in the source
-    files that define defaults, then exits."""
+    """The keys that the config files and --key=value overrides in argv set, checked against defaults. --help (or -h)
+    prints doc and every key with its default and its comment in the sources that define defaults, then exits."""
     if "--help" in argv or "-h" in argv:
         try:
             print(help_text(defaults, doc, sources), flush=True)
@@ -46,8 +42,7 @@ def overrides(defaults: dict, argv: list[str], doc: str = "", sources: tuple = (
             check_key(key, defaults, where="on the command line")
             config[key] = check_value(key, parse_value(text, defaults[key]), defaults[key])
         else:
-            path = find_config_file(arg)
-            for key, value in read_config_file(path).items():
+            for key, value in read_config_file(find_config_file(arg)).items():
                 check_key(key, defaults, where=f"in {arg}")
                 config[key] = check_value(key, value, defaults[key])
     return config
@@ -59,15 +54,11 @@ def help_text(defaults: dict, doc: str, sources: tuple) -> str:
     for source in sources:
         heading = None
         for line in Path(source).read_text().splitlines():
-            if m := re.fullmatch(r" {4}# (.+)", line):
-                heading = m.group(1)
-            elif m := re.fullmatch(r" {4}(\w+)=.*?(?:# (.*))?", line):
-                comments.setdefault(m.group(1), m.group(2) or "")
+            if m := re.fullmatch(r" {4}(\w+)=.*?(?:# (.*))?", line):
+                comments.setdefault(m[1], m[2] or "")
                 if heading:
-                    headings.setdefault(m.group(1), heading)
-                heading = None
-            else:
-                heading = None
+                    headings.setdefault(m[1], heading)
+            heading = line[6:] if re.fullmatch(r" {4}# .+", line) else None  # a comment line heads the key below
     lines = [doc.strip(), "", "Keys, set by config files (plain Python) or --key=value, later ones winning:"]
     width = max(len(f"--{k}={v!r}") for k, v in defaults.items())
     for key, value in defaults.items():
@@ -92,11 +83,8 @@ def read_config_file(path: Path) -> dict:
         exec(compile(path.read_text(), str(path), "exec"), namespace)
     except Exception as e:  # a config file is user code: report where it broke in one line
         raise ValueError(f"config file {path} failed: {type(e).__name__}: {e}") from e
-    return {
-        k: v
-        for k, v in namespace.items()
-        if not k.startswith("_") and not isinstance(v, (types.ModuleType, types.FunctionType, type))
-    }
+    skip = (types.ModuleType, types.FunctionType, type)
+    return {k: v for k, v in namespace.items() if not k.startswith("_") and not isinstance(v, skip)}
 
 
 def check_key(key: str, defaults: dict, where: str) -> None:
@@ -115,9 +103,7 @@ def parse_value(text: str, default):
     except (ValueError, SyntaxError):
         return text
     # a string key keeps the text as typed (--wandb_run_name=2024 is a name), unless the user quoted it
-    if isinstance(default, str) and not isinstance(value, str):
-        return text
-    return value
+    return text if isinstance(default, str) and not isinstance(value, str) else value
 
 
 def check_value(key: str, value, default):
@@ -127,8 +113,7 @@ def check_value(key: str, value, default):
     if isinstance(default, bool):
         ok = isinstance(value, bool)
     elif isinstance(default, int):
-        # 5e3 iterations is a natural thing to type; accept floats that are whole numbers
-        if isinstance(value, float) and value.is_integer():
+        if isinstance(value, float) and value.is_integer():  # 5e3 iterations is a natural thing to type
             value = int(value)
         ok = isinstance(value, int) and not isinstance(value, bool)
     elif isinstance(default, float):

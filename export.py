@@ -1,30 +1,16 @@
-"""
-Export a BPE checkpoint (GPT-2's BPE, or one learnt by prepare/haiku.py --tokenizer bpe) to a Hugging Face GPT-2
-folder: config.json, model.safetensors and the tokenizer files.
+"""Export a BPE checkpoint (GPT-2's, or one learnt by prepare/haiku.py --tokenizer bpe) to a Hugging Face folder that
+transformers loads: GPT2LMHeadModel or GPTNeoForCausalLM, or for a classify.py checkpoint GPT2ForSequenceClassification
+(GPTNeo...), with its label names and a <|pad|> token at its padding id.
 
-    python export.py --out_dir=out-haiku --hf_dir=out-haiku-hf
+    python export.py --out_dir=out-haiku --hf_dir=out-haiku-hf                 # best.pt, else ckpt.pt
     python export.py --out_dir=out-haiku/ckpt.pt --hf_dir=out-haiku-last-hf   # the latest rather than the best
+    python -c "from transformers import pipeline; print(pipeline('text-generation', model='out-haiku-hf')(
+        '<|endoftext|>', max_new_tokens=40, do_sample=True)[0]['generated_text'])"   # stops at end-of-text
+    python sample.py --init_from=out-haiku-hf --start="autumn moon" --max_new_tokens=40
 
-The folder loads wherever transformers runs (generation stops at end-of-text, the end of a haiku):
-
-    from transformers import pipeline
-    generate = pipeline("text-generation", model="out-haiku-hf")
-    print(generate("<|endoftext|>", max_new_tokens=40, do_sample=True)[0]["generated_text"])
-
-and in sample.py: python sample.py --init_from=out-haiku-hf --start="autumn moon" --max_new_tokens=40
-
-The weights are model.py's own, renamed by its loader's rule run backwards (the four Conv1D weights transposed, the
-tied lm_head left out), so transformers' greedy tokens are this repository's. The vocabulary keeps the model's padded
-size, so that generation sees the same logits. The tokenizer files (vocab.json, merges.txt) are written from the
-tiktoken encoding, so no download is needed. A char-level checkpoint cannot be exported: GPT-2's tokenizer has no
-character table.
-
-A classify.py checkpoint becomes a GPT2ForSequenceClassification (GPTNeoForSequenceClassification) folder with the
-label names in config.json and a <|pad|> token at the classifier's padding id; each text ends with <|endoftext|>:
-
-    from transformers import pipeline
-    classify = pipeline("text-classification", model="out-seasons/hf")
-    print(classify("snow on the pine<|endoftext|>"))
+The weights are model.py's (LoRA adapters merged in) under the loader's names run backwards, so transformers' greedy
+tokens are this repository's; the vocabulary keeps the model's padded size. The tokenizer files come from the tiktoken
+encoding, with no download. A classifier reads each text ending with <|endoftext|>.
 """
 
 import json
@@ -58,37 +44,21 @@ def export(out_dir: str, hf_dir: str = "") -> Path:
     ckpt = load_checkpoint(out_dir, best=True)
     meta = ckpt["meta"] or {"tokenizer": "gpt2"}  # nanoGPT's checkpoints have no meta: they are GPT-2 BPE
     if meta.get("tokenizer") not in ("gpt2", "bpe"):
-        raise ValueError(
-            f"{out_dir} holds a {meta.get('tokenizer')}-level model; only BPE checkpoints can be exported, "
-            "as Hugging Face's GPT-2 tokenizer has no character table"
-        )
+        raise ValueError(f"{out_dir} holds a {meta.get('tokenizer')}-level model; only BPE checkpoints can be "
+                         "exported, as Hugging Face's GPT-2 tokenizer has no character table")  # fmt: skip
     tok = gpt2_tokenizer() if meta["tokenizer"] == "gpt2" else load_tokenizer(meta)
     hf_dir = Path(hf_dir) if hf_dir else checkpoint_path(out_dir).parent / "hf"
-    if is_classifier(ckpt):
-        return export_classifier(ckpt, tok, hf_dir)
-    model = model_from_checkpoint(ckpt, "cpu")  # also checks that the weights fit the model's shape
-    files = {"config.json": json.dumps(hf_config(model.config, tok.eot_id), indent=2) + "\n"}
-    return write_folder(hf_dir, files | tokenizer_files(tok, model.config.block_size), hf_state_dict(model))
-
-
-def export_classifier(ckpt: dict, tok, hf_dir: Path) -> Path:
-    """A classify.py checkpoint as a GPT2ForSequenceClassification (GPTNeoForSequenceClassification) folder: the
-    GPT's weights as export() writes them, the head as score.weight, the label names in config.json, and a padding
-    token, <|pad|>, at the classifier's padding id (the first past the data's vocabulary), which transformers' pooling
-    skips as classify.py's does."""
-    model = classifier_from_checkpoint(ckpt, "cpu")
-    names = ckpt["meta"]["labels"]
-    config = hf_config(model.config, tok.eot_id)
-    head = {"gpt2": "GPT2ForSequenceClassification", "gpt_neo": "GPTNeoForSequenceClassification"}
-    config |= {
-        "architectures": [head[config["model_type"]]],
-        "id2label": dict(enumerate(names)),
-        "label2id": {name: i for i, name in enumerate(names)},
-        "pad_token_id": model.pad_id,
-    }
-    files = {"config.json": json.dumps(config, indent=2) + "\n"}
-    files |= tokenizer_files(tok, model.config.block_size, model.pad_id)
-    weights = hf_state_dict(model.gpt) | {"score.weight": model.score.weight.detach().cpu().contiguous()}
+    classifier = classifier_from_checkpoint(ckpt, "cpu") if is_classifier(ckpt) else None
+    gpt = model_from_checkpoint(ckpt, "cpu") if classifier is None else classifier.gpt  # checks the weights' shapes
+    config, weights, pad_id = hf_config(gpt.config, tok.eot_id), hf_state_dict(gpt), None
+    if classifier is not None:  # the head as score.weight, <|pad|> at the padding id, which transformers' pooling skips
+        pad_id = classifier.pad_id
+        names = ckpt["meta"]["labels"]
+        head = {"gpt2": "GPT2ForSequenceClassification", "gpt_neo": "GPTNeoForSequenceClassification"}
+        config |= {"architectures": [head[config["model_type"]]], "id2label": dict(enumerate(names)),
+                   "label2id": {n: i for i, n in enumerate(names)}, "pad_token_id": pad_id}  # fmt: skip
+        weights["score.weight"] = classifier.score.weight.detach().cpu().contiguous()
+    files = {"config.json": json.dumps(config, indent=2) + "\n"} | tokenizer_files(tok, gpt.config.block_size, pad_id)
     return write_folder(hf_dir, files, weights)
 
 
@@ -143,25 +113,15 @@ def hf_config(config: GPTConfig, eot_id: int) -> dict:
 
 def tokenizer_files(tok, block_size: int, pad_id: int | None = None) -> dict[str, str]:
     """tokenizer_config.json, vocab.json and merges.txt of a BPE tokenizer; with pad_id, a <|pad|> token there."""
-    config = tokenizer_config(block_size) | ({"pad_token": PAD} if pad_id is not None else {})
+    config = {"tokenizer_class": "GPT2Tokenizer", "model_max_length": block_size, "bos_token": EOT, "eos_token": EOT,
+              "unk_token": EOT, "add_prefix_space": False}  # fmt: skip
     vocab, merges = bpe_files(tok.encoding)
     if pad_id is not None:
-        vocab[PAD] = pad_id
+        config["pad_token"], vocab[PAD] = PAD, pad_id
     return {
         "tokenizer_config.json": json.dumps(config, indent=2) + "\n",
         "vocab.json": json.dumps(vocab, ensure_ascii=False) + "\n",
         "merges.txt": "#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges),
-    }
-
-
-def tokenizer_config(block_size: int) -> dict:
-    return {
-        "tokenizer_class": "GPT2Tokenizer",
-        "model_max_length": block_size,
-        "bos_token": EOT,
-        "eos_token": EOT,
-        "unk_token": EOT,
-        "add_prefix_space": False,
     }
 
 
@@ -182,10 +142,7 @@ def bpe_files(encoding) -> tuple[dict[str, int], list[tuple[str, str]]]:
     special = {encoding.encode_single_token(s) for s in encoding.special_tokens_set}
     ranks = {encoding.decode_single_token_bytes(i): i for i in range(encoding.n_vocab) if i not in special}
     chars = byte_to_unicode()
-
-    def text(token: bytes) -> str:
-        return "".join(chars[b] for b in token)
-
+    text = lambda token: "".join(chars[b] for b in token)  # a token as vocab.json and merges.txt spell it
     vocab = {text(token): rank for token, rank in ranks.items()}
     vocab |= {s: encoding.encode_single_token(s) for s in encoding.special_tokens_set}
     merges = []

@@ -20,8 +20,9 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
-# A step's logits (B, vocab) and the tokens just emitted (None at the first step) -> the logits to sample from.
-LogitsFilter = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
+# A step's logits (B, vocab) and the tokens just emitted (None at the first step) -> the logits to sample from, or
+# (logits, rows) where the rows are resampled: row i continues from row rows[i]'s history.
+LogitsFilter = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor | tuple[torch.Tensor, torch.Tensor]]
 PACKED_DTYPES = (torch.float32, torch.bfloat16)  # what oneDNN's packed CPU kernels compute in
 LORA_TARGETS = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")  # each block's projections
 
@@ -272,12 +273,11 @@ class GPT(nn.Module):
         """Yield the next token of every row, a (B,) tensor per step, continuing the prompts idx (B, T).
 
         temperature 0 is greedy; top_k (None or 0: off) and top_p (None or 1: off) filter before sampling; rows that
-        emit stop_token keep emitting it, and generation ends when every row has. logits_filter(logits, token), if
-        given, sees each step's logits (B, vocab) and the token just emitted (None at the first step) and returns the
-        logits to sample from. The prompt is processed once, then one token per step against the KV cache. Past
-        block_size the model sees the most recent block_size tokens; as positions are absolute, each of those steps
-        recomputes the window. use_cache=False recomputes the whole context every step (nanoGPT's loop): the same
-        tokens, much slower.
+        emit stop_token keep emitting it, and generation ends when every row has. logits_filter (LogitsFilter) sees
+        each step's logits and may change them, or resample the rows. The prompt is processed once, then one token per
+        step against the KV cache. Past block_size the model sees the most recent block_size tokens; as positions are
+        absolute, each of those steps recomputes the window. use_cache=False recomputes the whole context every step
+        (nanoGPT's loop): the same tokens, much slower.
         """
         top_k, top_p = check_sampling(temperature, top_k, top_p)
         block_size = self.config.block_size
@@ -296,6 +296,11 @@ class GPT(nn.Module):
                 logits = self.lm_head(h[:, -1, :]).float()  # (B, vocab_size): only the last position is needed
                 if logits_filter is not None:
                     logits = logits_filter(logits, token)
+                    if isinstance(logits, tuple):  # resampled: each row continues the history of the row named
+                        logits, rows = logits
+                        context, done = context[rows], done[rows]
+                        for layer_cache in cache or []:
+                            layer_cache.k, layer_cache.v = layer_cache.k[rows], layer_cache.v[rows]
                 token = sample_next(logits, temperature, top_k, top_p, generator)  # (B,)
                 if stop_token is not None:
                     token = token.masked_fill(done, stop_token)  # finished rows keep emitting the stop token
@@ -345,22 +350,22 @@ def sample_next(
     logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:  # fmt: skip
-    """One token per row from logits (B, V): greedy at temperature 0, else sampled after top-k and top-p filtering."""
+    """One token per row from logits (B, V): greedy at temperature 0, else sampled after top-k and top-p filtering.
+    With top-k, only the k likeliest tokens are looked at, in order: drawing among k is much faster than among V."""
     logits = logits.float()
     if temperature == 0:
         return logits.argmax(dim=-1)
-    logits = logits / temperature
+    logits, ids = logits / temperature, None
     if top_k is not None and top_k < logits.size(-1):
-        kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]  # (B, 1)
-        logits = logits.masked_fill(logits < kth, float("-inf"))
+        logits, ids = torch.topk(logits, top_k, dim=-1)  # (B, k), likeliest first
     if top_p is not None and top_p < 1.0:
-        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)  # (B, V)
-        probs = F.softmax(sorted_logits, dim=-1)
+        if ids is None:
+            logits, ids = torch.sort(logits, dim=-1, descending=True)  # (B, V)
+        probs = F.softmax(logits, dim=-1)
         # Keep the smallest prefix whose mass reaches top_p: drop a token when the mass before it already does.
-        drop = probs.cumsum(dim=-1) - probs >= top_p
-        logits = logits.scatter(-1, order, sorted_logits.masked_fill(drop, float("-inf")))
-    probs = F.softmax(logits, dim=-1)
-    return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(1)  # (B,)
+        logits = logits.masked_fill(probs.cumsum(dim=-1) - probs >= top_p, float("-inf"))
+    choice = torch.multinomial(F.softmax(logits, dim=-1), num_samples=1, generator=generator)  # (B, 1)
+    return (choice if ids is None else ids.gather(1, choice)).squeeze(1)  # (B,)
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -1,24 +1,23 @@
 """
 Sample from a trained model: a checkpoint written by train.py (or nanoGPT), OpenAI's GPT-2 or EleutherAI's GPT-Neo.
 
-    python sample.py --out_dir=out-haiku-bpe                    # ten haiku from the demo, 5-7-5 by construction
-    python sample.py --out_dir=out-haiku-bpe --form=free --haiku_report=True --num_samples=100   # judge the model
+    python sample.py --out_dir=out-haiku-bpe                    # ten haiku from the demo, by every rule of the form
+    python sample.py --out_dir=out-haiku-bpe --season=winter --cut=True --haiku_report=True    # judged by the rules
+    python sample.py --out_dir=out-haiku-bpe --form=free --haiku_report=True --num_samples=100   # the model alone
     python sample.py --out_dir=out-haiku-char --form=5-7-5-7-7 --words=names.txt                 # tanka, more words
     python sample.py --out_dir=out-haiku/best.pt --temperature=0.6 --top_p=0.9 --out_file=haiku.txt
     python sample.py --init_from=gpt2-xl --start="What is the answer to life?" --num_samples=1 --max_new_tokens=100
-    python sample.py --init_from=out-haiku-hf --start=FILE:prompt.txt        # a local Hugging Face folder
-    python sample.py --init_from=EleutherAI/gpt-neo-1.3B --start="What is the meaning of life" --max_new_tokens=50
+    python sample.py --init_from=EleutherAI/gpt-neo-1.3B --start=FILE:prompt.txt --max_new_tokens=50
 
-Options are --key=value overrides or config files of assignments, as in train.py; DEFAULTS below lists them. The
-tokenizer (char, a learnt BPE or GPT-2's) comes from the checkpoint's meta.json. On haiku data an empty start begins
-at end-of-text and each sample stops at the next end-of-text: one haiku per sample. The samples are generated as one
-batch with the KV cache and each is printed as soon as its row stops (a single sample is printed token by token). The
-same seed gives the same samples.
+Options are --key=value overrides or config files, as in train.py (DEFAULTS below). The tokenizer comes from the
+checkpoint's meta.json. On haiku data an empty start begins at end-of-text and each sample stops at the next one: one
+haiku per sample. The samples are generated as one batch with the KV cache, each printed as soon as it stops (a
+single one token by token); the same seed gives the same samples.
 
---form constrains every sample to a form of lines and syllables made of real words (haikugpt/haiku/form.py): the
-model's distribution restricted to the form and renormalised. It is 5-7-5 on a haiku checkpoint and free elsewhere; a
-prompt counts toward the first line. --haiku_report then says that the form was enforced: its 5-7-5 share measures the
-constraint, not the model, which --form=free judges.
+--form constrains every sample to lines of so many syllables, of real words, ending where a phrase can end, without
+rhyming line ends, with a season word (--season) and a cut (--cut) when asked (haikugpt/haiku/form.py): the model's
+distribution restricted to those rules and renormalised. On a haiku checkpoint the form is 5-7-5 and the season any;
+--form=free samples the model alone, which --haiku_report then judges by the same rules.
 """
 
 import sys
@@ -30,10 +29,19 @@ import torch
 
 from configurator import overrides
 from haikugpt.checkpoint import check_name, load_checkpoint, load_pretrained, model_from_checkpoint
-from haikugpt.device import autocast, resolve_device, resolve_dtype
+from haikugpt.device import inference_device
 from haikugpt.files import one_line_errors, write_text
-from haikugpt.haiku.form import FormConstraint, Lexicon, read_words, words_of
-from haikugpt.haiku.verse import HAIKU, haiku_report, parse_form
+from haikugpt.haiku.form import FormConstraint, Lexicon, Particles, Rules, read_words, words_of
+from haikugpt.haiku.verse import (
+    HAIKU,
+    SEASONS,
+    Corpus,
+    format_form,
+    haiku_lines,
+    haiku_report,
+    parse_form,
+    read_season_words,
+)
 from haikugpt.labels import is_classifier
 from haikugpt.texts import dedupe_key
 from haikugpt.tokenizer import EOT, CharTokenizer, Tokenizer, gpt2_tokenizer, load_tokenizer
@@ -57,9 +65,13 @@ DEFAULTS = dict(
     dtype=None,  # 'float32', 'bfloat16' or 'float16'; None: as train.py, bfloat16 where the device has it
     compile=False,  # torch.compile the transformer blocks (compiling takes tens of seconds before the first token)
     out_file=None,  # also write the samples (and the report) to this text file
-    haiku_report=False,  # judge the samples: lines, syllables, the form's share, real words, copies, distinct-2
+    haiku_report=False,  # judge the samples by every rule: lines, syllables, words, copies, seasons, rhymes, cuts
     form=None,  # '5-7-5', any dash-separated syllable counts (5-7-5-7-7), or 'free'; None: 5-7-5 on haiku data
     words=None,  # a file of more real words for --form (one per line), beside the CMU dictionary and the corpus
+    season=None,  # a season word in every sample: spring, summer, autumn, winter, any, free; None: any with a form
+    season_words=None,  # a file of more season words: lines like "winter: sleet hoarfrost", or words for every season
+    cut=False,  # end line 1 or line 2 of every sample with a cutting mark: a dash, colon, semicolon or ellipsis
+    particles=3,  # with a form: rows per sample, resampled by how likely the model finds them (form.Particles)
 )
 
 
@@ -68,53 +80,66 @@ def sample(config: dict, typed: set[str] = frozenset()) -> list[str]:
     user set (a value they typed wins over a default they did not choose)."""
     # what the user typed first (values, then the names and files they point to), then the model and its downloads
     top_k, top_p = check_sampling(config["temperature"], config["top_k"], config["top_p"])
-    if config["num_samples"] < 1 or config["max_new_tokens"] < 1:
-        raise ValueError("num_samples and max_new_tokens must be at least 1")
+    if min(config["num_samples"], config["max_new_tokens"], config["particles"]) < 1:
+        raise ValueError("num_samples, max_new_tokens and particles must be at least 1")
     form = None if config["form"] in (None, "free") else parse_form(config["form"])
-    device = resolve_device(config["device"])
-    dtype = resolve_dtype(config["dtype"], device)
+    if config["season"] not in (None, *SEASONS, "any", "free"):
+        raise ValueError(f"unknown season {config['season']!r}: choose {', '.join(SEASONS)}, any or free")
+    device, ctx = inference_device(config["device"], config["dtype"])
     if config["init_from"] != "resume":
         check_name(config["init_from"])
     start = read_start(config["start"])
     user_words = read_words(Path(config["words"])) if config["words"] else []
+    season_words = read_season_words(Path(config["season_words"]) if config["season_words"] else None)
     model, tok, meta, data_dir = load_model(config["init_from"], config["out_dir"], device)
     if config["compile"]:
         for block in model.transformer.h:
             block.compile(dynamic=True)  # dynamic: a longer cache is not a new graph
     is_haiku = (meta or {}).get("dataset") == "haiku"
     form = HAIKU if config["form"] is None and is_haiku else form
+    season = config["season"] or ("any" if form is not None and is_haiku else "free")
+    if form is None and (season != "free" or config["cut"]):
+        rule = f"--season={season}" if season != "free" else "--cut=True"
+        raise ValueError(f"{rule} is a rule of the form: give one (--form=5-7-5), or drop it for the model alone")
     prompt = encode_prompt(start, tok, start_at_eot=is_haiku or not start or form is not None)
     if len(prompt) > model.config.block_size:  # the model could not see the rest anyway
         block_size = model.config.block_size
         note(f"the prompt is {len(prompt)} tokens, longer than block_size {block_size}: keeping its last {block_size}")
         prompt = prompt[-block_size:]
     corpus = read_training_haiku(data_dir)
-    lexicon = None
+    lexicon, logits_filter, particles, enforced = None, None, None, ""
     if form is not None or config["haiku_report"]:
         alphabet = {c for c in tok.chars if len(c) == 1} if isinstance(tok, CharTokenizer) else None
-        lexicon = Lexicon.load(extra=words_of(corpus[2]) + user_words, alphabet=alphabet)
-    logits_filter = None
+        lexicon = Lexicon.load(extra=words_of(corpus.docs) + user_words, alphabet=alphabet)
     if form is not None:
-        constraint = FormConstraint(tok, form, lexicon)
-        if config["max_new_tokens"] < constraint.max_tokens() and "form" in typed:
-            raise ValueError(f"form {config['form']} may take up to {constraint.max_tokens()} tokens to finish; "
+        kigo = {"free": None, "any": set().union(*season_words.values())}.get(season, season_words.get(season))
+        constraint = FormConstraint(tok, Rules(form, lexicon, kigo, config["cut"]))
+        enforced = f"{format_form(form)}, real words, line ends (no function word, no rhyme)" + (
+            f", a season word ({season})" * bool(kigo) + ", a cut" * config["cut"])  # fmt: skip
+        if config["max_new_tokens"] < constraint.rules.max_tokens() and "form" in typed:
+            raise ValueError(f"form {config['form']} may take up to {constraint.rules.max_tokens()} tokens to finish; "
                              f"raise max_new_tokens to at least that")  # fmt: skip
-        logits_filter = constraint.logits_filter(constraint.start(start, config["num_samples"]))
+        k = config["particles"] if config["temperature"] > 0 else 1  # greedy: one way to go
+        states = constraint.rules.start(start, config["num_samples"] * k)
+        particles = Particles(constraint, states, k, config["temperature"], config["seed"]) if k > 1 else None
+        logits_filter = None if particles else constraint.logits_filter(states)
 
     generator = torch.Generator(device).manual_seed(config["seed"])
     sampling = dict(temperature=config["temperature"], top_k=top_k, top_p=top_p, generator=generator)
     stop_token = tok.eot_id if is_haiku or form is not None else None
-    with autocast(device, dtype):
+    with ctx:
         stream = stream_samples(model, tok, prompt, config["num_samples"], config["max_new_tokens"],
-                                config["num_samples"] == 1, stop_token=stop_token, logits_filter=logits_filter,
-                                **sampling)  # fmt: skip
+                                config["num_samples"] == 1, particles, stop_token=stop_token,
+                                logits_filter=logits_filter, **sampling)  # fmt: skip
         samples, unfinished = print_samples(stream, live=config["num_samples"] == 1)
     printed = "".join(f"{text}\n{SEPARATOR}\n" for text in samples)
     if form is not None and unfinished:
         note(f"samples {', '.join(map(str, unfinished))} of {len(samples)} did not finish the form "
-             f"{'-'.join(map(str, form))} within max_new_tokens={config['max_new_tokens']}")  # fmt: skip
+             f"{format_form(form)} within max_new_tokens={config['max_new_tokens']}")  # fmt: skip
     if config["haiku_report"]:
-        report = haiku_report(samples, corpus[:2], form or HAIKU, lexicon, enforced=form is not None)
+        with ctx:
+            scored = log_likelihood(model, tok, prompt, samples, stop_token)
+        report = haiku_report(samples, corpus, form or HAIKU, lexicon, enforced, season_words, scored)
         print(report)
         printed += report + "\n"
     if config["out_file"]:
@@ -178,46 +203,71 @@ def encode_prompt(start: str, tok: Tokenizer, start_at_eot: bool) -> list[int]:
 
 
 def stream_samples(
-    model: GPT, tok: Tokenizer, prompt: list[int], num_samples: int, max_new_tokens: int, live: bool = False, **kw
-) -> Iterator[tuple[str, bool, bool]]:
-    """Sample continuations of prompt as one batch: yield (text, True, stopped) for each sample as soon as its row
-    stops (stopped: at the stop token, not max_new_tokens) and, with live, (the text so far, False, False) after each
-    token of the first row. kw are model.stream's sampling arguments."""
-    stop_token = kw.get("stop_token")
-    idx = torch.tensor([prompt] * num_samples, dtype=torch.long, device=model.lm_head.weight.device)  # (B, T)
+    model: GPT, tok: Tokenizer, prompt: list[int], num_samples: int, max_new_tokens: int, live: bool = False,
+    particles: Particles | None = None, **kw,
+) -> Iterator[tuple[str, bool, bool]]:  # fmt: skip
+    """Sample continuations of prompt as one batch: yield (text, True, stopped) for each sample as soon as it stops
+    (stopped: at the stop token, not max_new_tokens) and, with live, (the text so far, False, False) after each token
+    of the first. With particles (the logits filter), each sample is particles.k rows, one of them drawn by weight when
+    all have stopped. kw are model.stream's sampling arguments."""
+    k, stop_token = particles.k if particles else 1, kw.get("stop_token")
+    if particles:
+        kw["logits_filter"] = particles
+    idx = torch.tensor([prompt] * num_samples * k, dtype=torch.long, device=model.lm_head.weight.device)  # (B, T)
     head = prompt[1:] if prompt[0] == tok.eot_id else prompt  # the prompt as a sample shows it
-    rows: list[list[int]] = [[] for _ in range(num_samples)]
-    running = list(range(num_samples))
+    rows: list[list[int]] = [[] for _ in range(num_samples * k)]
+    stopped, waiting = [False] * num_samples * k, list(range(num_samples))
     for token in model.stream(idx, max_new_tokens, **kw):
-        new = token.tolist()
-        for i in list(running):
-            if new[i] == stop_token:
-                running.remove(i)
-                yield tok.decode(head + rows[i]), True, True
-            else:
-                rows[i].append(new[i])
-        if live and running == [0]:
+        if particles and particles.rows is not None:  # the rows were resampled before this token: so are their records
+            order, particles.rows = particles.rows.tolist(), None
+            rows, stopped = [list(rows[i]) for i in order], [stopped[i] for i in order]
+        for i, t in enumerate(token.tolist()):
+            if not stopped[i]:
+                stopped[i] = t == stop_token
+                rows[i] += [] if stopped[i] else [t]
+        for g in [g for g in waiting if all(stopped[g * k : (g + 1) * k])]:
+            waiting.remove(g)
+            yield tok.decode(head + rows[particles.choose(g) if particles else g]), True, True
+        if live and waiting == [0] and k == 1:
             text = tok.decode(head + rows[0])
             if not text.endswith("\ufffd"):  # a character whose UTF-8 bytes are split across tokens: wait for the rest
                 yield text, False, False
-    for i in running:  # rows that reached max_new_tokens
-        yield tok.decode(head + rows[i]), True, False
+    for g in waiting:  # samples that reached max_new_tokens
+        i = particles.choose(g) if particles else g
+        yield tok.decode(head + rows[i]), True, stopped[i]
 
 
-def read_training_haiku(data_dir: Path | None) -> tuple[set[str] | None, str, list[str]]:
-    """The training split's haiku as prepare/haiku.py deduplicates them, where they came from (or why there are
-    none), and the training documents of a small dataset (whose words the lexicon takes)."""
+@torch.no_grad()
+def log_likelihood(model: GPT, tok: Tokenizer, prompt: list[int], samples: list[str], stop: int | None):
+    """The samples' tokens after the prompt (and the stop token that ended each), as their text encodes, scored by the
+    model itself at temperature 1 with no filter: the summed log-probability, and the number of tokens."""
+    head = prompt[1:] if prompt[0] == tok.eot_id else prompt
+    total, count = 0.0, 0
+    for text in samples:
+        new = tok.encode(text)[len(head) :] + ([stop] if stop is not None else [])
+        ids = (prompt + new)[-model.config.block_size - 1 :]
+        n = min(len(new), len(ids) - 1)
+        x = torch.tensor([ids], device=model.lm_head.weight.device)
+        logp = torch.log_softmax(model(x[:, :-1])[0][0, -n:].float(), dim=-1)  # (n, vocab)
+        total, count = total + logp.gather(1, x[0, -n:, None]).sum().item(), count + n
+    return total, count
+
+
+def read_training_haiku(data_dir: Path | None) -> Corpus:
+    """The training split's haiku and their lines as prepare/haiku.py deduplicates them, where they came from (or why
+    there are none), and the training documents of a small dataset (whose words the lexicon takes)."""
     if data_dir is None or not (data_dir / "train.bin").is_file() or not (data_dir / "meta.json").is_file():
-        return None, "the checkpoint's training data folder was not found", []
+        return Corpus("the checkpoint's training data folder was not found")
     meta = read_meta(data_dir)
     docs = []
     if (data_dir / "train.bin").stat().st_size <= 2 * MAX_CORPUS_TOKENS:
         text = load_tokenizer(meta).decode(np.fromfile(data_dir / "train.bin", dtype=np.uint16).tolist())
         docs = [doc for doc in text.split(EOT) if doc.strip()]  # the documents, between end-of-text ids
     if meta.get("dataset") != "haiku":
-        return None, f"{data_dir} is not a haiku dataset", docs
+        return Corpus(f"{data_dir} is not a haiku dataset", docs=docs)
     keys = {dedupe_key(doc) for doc in docs}
-    return keys, f"{len(keys):,} training haiku in {data_dir}", docs
+    lines = {dedupe_key(line) for doc in docs for line in haiku_lines(doc)}
+    return Corpus(f"{len(keys):,} training haiku in {data_dir}", keys, lines, docs)
 
 
 def note(message: str) -> None:

@@ -25,7 +25,6 @@ SIGTERM (a cluster's preemption) finishes the current step, saves ckpt.pt and ex
 import math
 import sys
 from contextlib import nullcontext
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +33,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from haikugpt import training
 from haikugpt.checkpoint import build_checkpoint, model_from_checkpoint
-from haikugpt.device import DTYPES, all_max, all_mean, gather, print0, teardown_ddp, to_device
+from haikugpt.device import DTYPES, all_max, all_mean, gather, print0, setup_device, teardown_ddp, to_device
 from haikugpt.files import one_line_errors
 from model import hold_frozen_in
 
@@ -53,7 +52,7 @@ def train(argv: list[str]) -> None:
     training.check_vocab(meta, ckpt["meta"] if ckpt else None, pretrained, "python prepare/haiku.py")
 
     # the model, on this rank's device
-    ranks, device, dtype, ctx, compiled = training.setup_device(config)
+    ranks, device, dtype, ctx, compiled = setup_device(config)
     master = ranks.rank == 0
     if ckpt is not None:  # dropout is the one model setting a resumed run may change
         ckpt["model_args"].update(dropout=config["dropout"], lora_dropout=config["lora_dropout"])
@@ -96,19 +95,9 @@ def train(argv: list[str]) -> None:
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True  # float32 matmuls on tensor cores
         torch.backends.cudnn.allow_tf32 = True
-    trainable = sum(p.numel() for p in raw_model.parameters() if p.requires_grad)
-    resolved = {
-        "device": str(device), "dtype": dtype, "compile": compiled, "ranks": ranks.world_size,
-        "micro_steps_per_rank": accum_steps, "parameters": raw_model.num_params(), "trainable": trainable,
-        "model": asdict(raw_model.config),
-    }  # fmt: skip
-    print0(training.describe(config, resolved))
-    params = f"{raw_model.num_params() / 1e6:.2f}M parameters"
-    if trainable < sum(p.numel() for p in raw_model.parameters()):  # LoRA: some are frozen
-        params += f", {trainable / 1e6:.2f}M of them trained"
-    tokens_per_iter = accum_steps * ranks.world_size * config["batch_size"] * block_size
-    print0(f"tokens per iteration: {tokens_per_iter:,} = {ranks.world_size} ranks x {accum_steps} micro-steps x "
-           f"{config['batch_size']} x {block_size}; {params}")  # fmt: skip
+    resolved = training.describe_run(config, raw_model, ranks, device, dtype, compiled, accum_steps)
+    print0(f"tokens per iteration: {accum_steps * ranks.world_size * config['batch_size'] * block_size:,} = "
+           f"{ranks.world_size} ranks x {accum_steps} micro-steps x {config['batch_size']} x {block_size}")  # fmt: skip
 
     def get_batch(split: str, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """batch_size random windows of the split: inputs x and targets y, x shifted by one, (B, T) on device."""
@@ -118,19 +107,25 @@ def train(argv: list[str]) -> None:
         y = torch.from_numpy(np.stack([data[i + 1 : i + 1 + block_size] for i in starts]).astype(np.int64))
         return to_device(x, device), to_device(y, device)
 
+    nbytes = training.token_bytes(meta, raw_model.config.vocab_size).to(device)
+
     @torch.no_grad()
     def estimate_loss() -> dict[str, float]:
-        """Mean loss over eval_iters batches per split; the same batches at every eval, so evals compare."""
+        """Mean loss over eval_iters batches per split, and bits per byte; the same batches at every eval."""
         model.eval()
         out = {}
         for split in ("train", "val"):
             batches = torch.Generator().manual_seed(config["seed"] + training.EVAL_BATCHES_SEED + ranks.rank)
-            losses = torch.zeros(config["eval_iters"], device=device)
-            for k in range(config["eval_iters"]):
+            total = torch.zeros(3, device=device)  # loss summed over targets (nats), targets, their bytes
+            for _ in range(config["eval_iters"]):
                 x, y = get_batch(split, batches)
                 with ctx:
-                    losses[k] = model(x, y)[1]
-            out[f"{split}/loss"] = all_mean(losses.mean(), ranks).item()
+                    loss = model(x, y)[1]
+                total += torch.stack([loss.float() * y.numel(), torch.tensor(y.numel()), nbytes[y].sum()])
+            nats, targets, n_bytes = all_mean(total, ranks).tolist()
+            out[f"{split}/loss"] = nats / targets
+            if n_bytes:  # 0 where the tokenizer could not be loaded (training.token_bytes)
+                out[f"{split}/bpb"] = training.bits_per_byte(nats, n_bytes)
         model.train()
         return out
 
@@ -155,7 +150,14 @@ def train(argv: list[str]) -> None:
                 with log.paused():
                     log.check_losses()  # never save weights that a non-finite loss has touched
                     losses = estimate_loss()
-                    print0(f"step {step}: train loss {losses['train/loss']:.4f}, val loss {losses['val/loss']:.4f}")
+                    bpb = (
+                        f", train bpb {losses['train/bpb']:.4f}, val bpb {losses['val/bpb']:.4f}"
+                        if nbytes.any()
+                        else ""
+                    )
+                    print0(
+                        f"step {step}: train loss {losses['train/loss']:.4f}, val loss {losses['val/loss']:.4f}{bpb}"
+                    )
                     if not all(map(math.isfinite, losses.values())):
                         sys.exit(f"error: eval is not finite at step {step}; stopping without saving")
                     log.record({"iter": step, **losses, "lr": lr})

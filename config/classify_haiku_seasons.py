@@ -1,5 +1,4 @@
-# Classify the embedded haiku by season (spring, summer, autumn, winter, none), starting from the char-level language
-# model of config/train_haiku_char.py; the same run from scratch is the control that shows what the language model adds:
+# Classify the embedded haiku by season, from config/train_haiku_char.py's language model (or from scratch, a control):
 #   python prepare/haiku.py --tokenizer=char && python train.py config/train_haiku_char.py   # the language model
 #   python prepare/labelled.py --tokenizer=char    # -> data/haiku_seasons_char: its vocabulary and its val haiku
 #   python classify.py config/classify_haiku_seasons.py
@@ -11,8 +10,7 @@ init_from = "out-haiku-char"
 wandb_project = "haiku"
 wandb_run_name = "haiku-seasons"
 
-# the language model's shape, which a run from scratch takes
-n_layer = 4
+n_layer = 4  # the language model's shape, which a run from scratch takes
 n_head = 4
 n_embd = 128
 block_size = 96
@@ -26,7 +24,6 @@ lr_decay_iters = 1500
 min_lr = 5e-5
 beta2 = 0.99
 dropout = 0.1
-
 eval_interval = 250
 eval_iters = 10
 log_interval = 50

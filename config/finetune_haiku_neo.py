@@ -3,28 +3,22 @@
 #   python train.py config/finetune_haiku_neo.py      # GPT-Neo 1.3B + LoRA adapters -> out-haiku-neo/
 #   python train.py config/finetune_haiku_neo.py --init_from=EleutherAI/gpt-neo-2.7B --out_dir=out-haiku-neo-2.7b
 #   python sample.py --out_dir=out-haiku-neo --haiku_report=True
-# The checkpoints hold the adapters alone (12.6M parameters for 1.3B at rank 16: 50 MB, 150 MB with their AdamW
-# state, against 5 GB for the weights) and name their base; sample.py and export.py load the base from the Hugging
-# Face cache and add them. The first run downloads the base (5 GB for 1.3B, 10 GB for 2.7B). Without LoRA
-# (--lora_rank=0) 1.3B needs ~28 GB and 2.7B ~54 GB (README).
+# The checkpoints hold the adapters alone (50 MB for 1.3B at rank 16) and name their base, which sample.py and
+# export.py load from the Hugging Face cache (the first run downloads 5 GB for 1.3B, 10 GB for 2.7B).
 
 out_dir = "out-haiku-neo"
 dataset = "haiku"
 wandb_project = "haiku"
 wandb_run_name = "gpt-neo-1.3b-haiku-lora"
-
 init_from = "EleutherAI/gpt-neo-1.3B"
 lora_rank = 16  # adapters on every block's attention and MLP projections; the rest frozen, held in bfloat16
 lora_alpha = 32.0
 lora_dropout = 0.05
 
-# The shape of config/finetune_haiku.py: 128-token windows of several haiku each, 4,096 tokens per step.
+# config/finetune_haiku.py's shape and schedule, with the larger learning rate that adapters (zero at first) take
 block_size = 128
 batch_size = 16
 gradient_accumulation_steps = 2
-
-# Adapters start at zero and take a larger learning rate than full fine-tuning; ~2.5 passes over the corpus, the
-# checkpoint with the best val loss kept.
 max_iters = 30
 eval_interval = 5
 eval_iters = 20

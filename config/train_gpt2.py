@@ -16,9 +16,7 @@ gradient_accumulation_steps = 5 * 8
 max_iters = 600000  # x 0.5M tokens = ~300B tokens
 lr_decay_iters = 600000
 warmup_iters = 2000
-
 eval_interval = 1000
 eval_iters = 200
 log_interval = 10
-
 weight_decay = 1e-1

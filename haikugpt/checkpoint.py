@@ -1,27 +1,21 @@
-"""Checkpoints in, and the models they hold: ours and nanoGPT's ckpt.pt files, and Hugging Face's GPT-2 and GPT-Neo
-folders (OpenAI's and EleutherAI's weights, from the Hub or a local folder). The one loader that train.py, classify.py,
-sample.py, export.py and bench.py share.
+"""Checkpoints and the models they hold: ours and nanoGPT's ckpt.pt files, and Hugging Face's GPT-2 and GPT-Neo folders
+(OpenAI's and EleutherAI's weights, from the Hub or a local folder). The one loader train.py, classify.py, sample.py,
+export.py and bench.py share.
 
-A checkpoint is a dict with nanoGPT's keys, so nanoGPT's own ckpt.pt files load here and ours load in nanoGPT:
-    model       state_dict of the unwrapped, uncompiled model
-    optimizer   AdamW state_dict (None in a checkpoint made only to sample from)
-    scaler      GradScaler state_dict (float16 training) or None
-    model_args  the GPTConfig fields: nanoGPT's seven, and GPT-Neo's and LoRA's only where they differ from GPT-2's
-    config      the user's config: the config files and --key=value overrides over the script's DEFAULTS
-    resolved    what the run resolved from it: device, dtype, compile, ranks, parameters
-    iter_num    the step the checkpoint was taken after
-    best_val_loss, best   the best val loss so far, and the figure best.pt is chosen by ({"metric": ..., "value": ...})
-    rng, sampler    per DDP rank: every random generator's state, and where the training batches continue from
-    meta        the dataset's meta.json, so sampling needs no data folder
-    base        (LoRA adapters on pretrained weights) the Hub name or folder of those weights: `model` then holds the
-                adapters alone, and loading reads the base and adds them
-Only tensors and Python primitives go inside, so loading uses torch.load(weights_only=True): a file that holds
-anything else (a pickle that could run code) is refused.
+A checkpoint is a dict with nanoGPT's keys, so nanoGPT's ckpt.pt files load here and ours in nanoGPT: model (the
+unwrapped, uncompiled state_dict), optimizer, model_args (nanoGPT's seven GPTConfig fields; GPT-Neo's and LoRA's
+only where they differ from GPT-2's), config (the user's), iter_num, best_val_loss; and ours add scaler, resolved
+(device, dtype, ...), best (the figure best.pt is chosen by), rng and sampler (every rank's random streams), meta (the
+dataset's meta.json) and base (LoRA adapters on pretrained weights: `model` holds the adapters alone, and loading
+reads the base named here and adds them). Only tensors and Python primitives go inside, so loading uses
+torch.load(weights_only=True): a file that holds anything else (a pickle that could run code) is refused.
 """
 
 import dataclasses
 import json
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -155,10 +149,27 @@ def model_from_checkpoint(ckpt: dict, device: str | torch.device = "cpu") -> GPT
         add_adapters(model, **{k: getattr(config, k) for k in LORA_ARGS})
         load_weights(model, weights, only=("lora_A", "lora_B"))
         return model.to(device)
-    with torch.device("meta"):
+    with on_meta():
         model = GPT(config)
     load_weights(model, weights)
     return model.to(device)
+
+
+@contextmanager
+def on_meta() -> Iterator[None]:
+    """Build modules on the meta device, for weights about to be assigned: no memory and no throwaway random init.
+    torch.nn's initialisers are switched off meanwhile (as transformers' no_init_weights does): their first call on a
+    meta tensor imports torch._dynamo, a second and a half of every load."""
+    names = ("normal_", "uniform_", "kaiming_uniform_", "zeros_", "ones_")
+    saved = {name: getattr(torch.nn.init, name) for name in names}
+    for name in names:
+        setattr(torch.nn.init, name, lambda tensor, *args, **kwargs: tensor)
+    try:
+        with torch.device("meta"):
+            yield
+    finally:
+        for name, init in saved.items():
+            setattr(torch.nn.init, name, init)
 
 
 def load_weights(
@@ -222,7 +233,7 @@ def load_pretrained(name_or_path: str, dropout: float = 0.0, block_size: int | N
     state = (neo_state_dict if hf["model_type"] == "gpt_neo" else gpt2_state_dict)(read_hf_weights(folder))
     if "transformer.wpe.weight" in state:
         state["transformer.wpe.weight"] = state["transformer.wpe.weight"][: config.block_size]  # crop the positions
-    with torch.device("meta"):  # no memory and no random init for weights that are about to be replaced
+    with on_meta():
         model = GPT(config)
     load_weights(model, state, source=f"{folder}: the weights do not fit its config.json")
     model.base = str(local.resolve()) if local else name_or_path  # where a checkpoint of LoRA adapters finds its base

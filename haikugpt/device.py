@@ -2,16 +2,17 @@
 library treats the memory a CPU training step frees, and the DDP ranks under torchrun. None means "the default for
 this device" for device, dtype and compile alike, in every script.
 
-    ranks, device = setup_ddp(backend=None, device_name=None)   # RANK, LOCAL_RANK, WORLD_SIZE from torchrun, if any
-    dtype = resolve_dtype(config["dtype"], device)               # None: bfloat16 where the hardware has it
-    with autocast(device, dtype): ...
+    ranks, device, dtype, ctx, compiled = setup_device(config)   # RANK, LOCAL_RANK, WORLD_SIZE from torchrun, if any
+    with ctx: logits, loss = model(x, y)                          # autocast to dtype (bfloat16 where it is native)
     print0("only rank 0 prints this"); loss = all_mean(loss, ranks); teardown_ddp()
 """
 
 import ctypes
 import gc
+import importlib.util
 import os
 import shutil
+import sys
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -21,28 +22,14 @@ import torch
 import torch.distributed as dist
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
 # Dense bf16/fp16 tensor-core FLOP/s from NVIDIA's datasheets, matched against torch.cuda.get_device_name() in this
-# order (so "a100" is tried before "a10"). MFU is always against this 16-bit peak, whatever dtype the run uses.
-GPU_PEAK_FLOPS = [
-    ("b200", 2250e12),
-    ("h200", 989e12),
-    ("h100 nvl", 835e12),
-    ("h100 pcie", 756e12),
-    ("h100", 989e12),
-    ("h800", 989e12),
-    ("a100", 312e12),
-    ("a800", 312e12),
-    ("a10", 125e12),  # A10 and AWS's A10G
-    ("l40s", 362e12),
-    ("l40", 181e12),
-    ("l4", 121e12),
-    ("a6000", 155e12),
-    ("4090", 165e12),
-    ("3090", 71e12),
-    ("v100", 125e12),
-    ("t4", 65e12),
-]
+# order (so "a100" is tried before "a10", A10 and AWS's A10G). MFU is against this 16-bit peak, whatever the dtype.
+GPU_PEAK_FLOPS = {
+    "b200": 2250e12, "h200": 989e12, "h100 nvl": 835e12, "h100 pcie": 756e12, "h100": 989e12, "h800": 989e12,
+    "a100": 312e12, "a800": 312e12, "a10": 125e12, "l40s": 362e12, "l40": 181e12, "l4": 121e12, "a6000": 155e12,
+    "4090": 165e12, "3090": 71e12, "v100": 125e12, "t4": 65e12,
+}  # fmt: skip
+RANK = int(os.environ.get("RANK", 0))  # set by torchrun
 
 
 def resolve_device(name: str | None, local_rank: int = 0) -> torch.device:
@@ -67,9 +54,14 @@ def resolve_device(name: str | None, local_rank: int = 0) -> torch.device:
     return device
 
 
-def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """A CPU tensor on device; on CUDA from pinned memory, so that the copy overlaps with the GPU's work."""
-    return t.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else t.to(device)
+def default_dtype(device: torch.device) -> str:
+    """bfloat16 where the hardware runs it natively: no gradient scaler, and 2-3x float32's matmul speed."""
+    if device.type == "cuda":
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+    if device.type == "cpu":
+        native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+        return "bfloat16" if native else "float32"  # emulated bf16 (plain AVX512, ARM) is slower than float32
+    return "float32"  # MPS: its autocast support varies with the macOS version
 
 
 def resolve_dtype(name: str | None, device: torch.device) -> str:
@@ -89,50 +81,54 @@ def autocast(device: torch.device, dtype: str):
 
 
 def resolve_compile(flag: bool | None, device: torch.device) -> tuple[bool, str | None]:
-    """Whether to torch.compile (None: the device's default), and why not when it was asked for but cannot run."""
-    wanted = default_compile(device) if flag is None else flag
-    problem = compile_problem(device) if wanted else None
-    return wanted and problem is None, problem
-
-
-def default_dtype(device: torch.device) -> str:
-    """bfloat16 where the hardware runs it natively: no gradient scaler, and 2-3x float32's matmul speed."""
-    if device.type == "cuda":
-        return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
-    if device.type == "cpu":
-        native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-        return "bfloat16" if native else "float32"  # emulated bf16 (plain AVX512, ARM) is slower than float32
-    return "float32"  # MPS: its autocast support varies with the macOS version
-
-
-def default_compile(device: torch.device) -> bool:
-    """Compile on CUDA. On a 2-core CPU (bench.py train, three runs) compiling made the char demo's step 0.86-1.23x as
-    fast and GPT-2 124M's in bfloat16 0.98-1.07x, after 14-34 s of compiling: eager is the better default there."""
-    return device.type == "cuda"
-
-
-def compile_problem(device: torch.device) -> str | None:
-    """Why torch.compile cannot run here, or None if it can."""
+    """Whether to torch.compile, and why not where it was asked for but cannot run. None: on CUDA only. On a 2-core
+    CPU (bench.py train, three runs) compiling made the char demo's step 0.86-1.23x as fast and GPT-2 124M's in
+    bfloat16 0.98-1.07x, after 14-34 s of compiling: eager is the better default there."""
+    if not (device.type == "cuda" if flag is None else flag):
+        return False, None
     if device.type == "mps":
-        return "torch.compile does not support mps"
-    if device.type == "cuda":
-        import importlib.util
+        problem = "torch.compile does not support mps"
+    elif device.type == "cuda":
+        problem = (
+            None if importlib.util.find_spec("triton") else "torch.compile on CUDA needs triton (pip install triton)"
+        )
+    else:
+        compilers = [os.environ.get("CXX"), "g++", "clang++", "c++", "cl"]
+        problem = None if any(c and shutil.which(c) for c in compilers) else "torch.compile on CPU needs a C++ compiler"
+    return problem is None, problem
 
-        return None if importlib.util.find_spec("triton") else "torch.compile on CUDA needs triton (pip install triton)"
-    compilers = [os.environ.get("CXX"), "g++", "clang++", "c++", "cl"]
-    return None if any(c and shutil.which(c) for c in compilers) else "torch.compile on CPU needs a C++ compiler"
+
+def setup_device(config: dict) -> tuple["Ranks", torch.device, str, object, bool]:
+    """This rank's place under torchrun (if any) and its device, the dtype and its autocast context, and whether to
+    compile (a warning where it was asked for but cannot run); on a CPU, memory a step frees is kept for the next."""
+    ranks, device = setup_ddp(config["backend"], config["device"])
+    dtype = resolve_dtype(config["dtype"], device)
+    compiled, problem = resolve_compile(config["compile"], device)
+    if problem:
+        print0(f"warning: {problem}; running eager", file=sys.stderr)
+    if device.type == "cpu":
+        keep_freed_memory()
+    return ranks, device, dtype, autocast(device, dtype), compiled
+
+
+def inference_device(name: str | None, dtype: str | None) -> tuple[torch.device, object]:
+    """The device called name and the autocast context of dtype there (None: each the device's default)."""
+    device = resolve_device(name)
+    return device, autocast(device, resolve_dtype(dtype, device))
+
+
+def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A CPU tensor on device; on CUDA from pinned memory, so that the copy overlaps with the GPU's work."""
+    return t.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else t.to(device)
 
 
 @cache
 def peak_flops(device: torch.device) -> float:
     """The device's peak FLOP/s for MFU: the 16-bit figure from the table for known GPUs, else timed once with a matmul
     in the device's default dtype (bfloat16 on a CPU that has it)."""
-    if device.type == "cuda":
-        name = torch.cuda.get_device_name(device).lower()
-        for key, flops in GPU_PEAK_FLOPS:
-            if key in name:
-                return flops
-    return matmul_flops(device, torch.bfloat16 if default_dtype(device) == "bfloat16" else torch.float32)
+    name = torch.cuda.get_device_name(device).lower() if device.type == "cuda" else ""
+    known = next((flops for key, flops in GPU_PEAK_FLOPS.items() if key in name), None)
+    return known or matmul_flops(device, torch.bfloat16 if default_dtype(device) == "bfloat16" else torch.float32)
 
 
 def matmul_flops(device: torch.device, dtype: torch.dtype, n: int = 2048) -> float:
@@ -150,15 +146,10 @@ def matmul_flops(device: torch.device, dtype: torch.dtype, n: int = 2048) -> flo
 
 def keep_freed_memory() -> bool:
     """Make glibc keep the memory a training step frees for the next step instead of returning it to the OS; True if
-    it did.
-
-    A CPU training step frees and reallocates the same tensors every step (activations, logits, autocast's bfloat16
-    copies of the weights). By default glibc maps large blocks afresh and unmaps them when freed, and trims the heap's
-    free top, so each step faults its memory back in page by page: ~1.5 GB of faults per GPT-2 124M step. Keeping it
-    made steps 1.16-1.73x as fast in bench.py train (char demo and 124M, float32 and bfloat16). The cost: the process
-    keeps its peak memory and more (124M: 3.5 instead of 3.0 GB in bfloat16). Linux with glibc only, and not
-    when MALLOC_MMAP_MAX_ or MALLOC_TRIM_THRESHOLD_ is set in the environment (yours win).
-    """
+    it did. By default glibc maps large blocks afresh and unmaps them when freed, so each CPU step faults its
+    activations, logits and autocast copies back in page by page (~1.5 GB of faults per GPT-2 124M step); keeping
+    them made steps 1.16-1.73x as fast (bench.py train), for the peak memory held (124M: 3.5 instead of 3.0 GB).
+    Linux with glibc only; MALLOC_MMAP_MAX_ or MALLOC_TRIM_THRESHOLD_ in the environment wins."""
     try:
         glibc = bool(os.confstr("CS_GNU_LIBC_VERSION"))  # e.g. "glibc 2.36"
     except (AttributeError, ValueError, OSError):  # no confstr (Windows), or no such name (macOS, musl)
@@ -166,15 +157,12 @@ def keep_freed_memory() -> bool:
     if not glibc or "MALLOC_MMAP_MAX_" in os.environ or "MALLOC_TRIM_THRESHOLD_" in os.environ:
         return False
     libc = ctypes.CDLL(None)  # the C library this process runs on
-    M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # glibc's malloc.h
-    # no mmap: large blocks come from the heap too (glibc still falls back to mmap if the heap cannot grow)
+    M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # glibc's malloc.h; no mmap: large blocks come from the heap too
     return libc.mallopt(M_MMAP_MAX, 0) == 1 and libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1) == 1
 
 
 # ---------------------------------------------------------------------------------------------------------------------
 # DDP under torchrun; without it every helper works on a world of one
-
-RANK = int(os.environ.get("RANK", 0))  # set by torchrun
 
 
 def print0(*args, **kwargs) -> None:

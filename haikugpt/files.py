@@ -1,13 +1,8 @@
-"""Writing files so that a crash, a kill or a full disk never leaves a broken one, and the one line an entry script
-prints for any error. Every file the scripts write goes through here: checkpoints, bins, meta.json, config.json,
-samples and exported folders.
+"""Writing files so that a crash, a kill or a full disk never leaves a broken one: a failure keeps the previous file
+and raises one OSError naming the file and the cause. And the one line an entry script prints for an error.
 
-    write_text(Path("out/config.json"), text)                  # a temporary file, fsynced, then renamed
-    atomic_write(Path("out/ckpt.pt"), lambda f: torch.save(ckpt, f), size=nbytes)
-    with one_line_errors(): main()                             # ValueError, OSError, RuntimeError: "error: ...", exit 1
-
-A failure leaves the previous file as it was and raises one OSError whose message names the file and the cause: for a
-full disk, how much was needed and how much is free.
+    atomic_write(Path("out/ckpt.pt"), lambda f: torch.save(ckpt, f), size=nbytes)   # a temporary file, then renamed
+    with one_line_errors(): main()      # ValueError, OSError, RuntimeError: "error: ..." and exit 1
 """
 
 import errno
@@ -21,14 +16,11 @@ from pathlib import Path
 from typing import BinaryIO
 
 ROOT = Path(__file__).resolve().parent.parent  # the repository: config/, data/ and prepare/ are found from here
-# errno values that mean "this folder cannot be written", with what to do about it
 READ_ONLY = {errno.EROFS: "a read-only file system", errno.EACCES: "permission denied", errno.EPERM: "not permitted"}
 WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, *READ_ONLY}  # what the disk refuses, as opposed to a missing input
 
 
-class WriteError(OSError):
-    """An OSError whose message is already the one line to show."""
-
+class WriteError(OSError):  # an OSError whose message is already the one line to show
     def __str__(self) -> str:
         return self.args[0]
 
@@ -45,19 +37,21 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None], size: int | None
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-        fsync_dir(path.parent)
+        if os.name == "posix":  # make the rename durable (Windows cannot open a directory)
+            fd = os.open(path.parent, os.O_RDONLY)
+            os.fsync(fd)
+            os.close(fd)
     except BaseException as e:
         tmp.unlink(missing_ok=True)
-        cause = os_error(e)
-        if cause is None:
-            raise
-        raise WriteError(explain(cause, path, size, intact(path))) from e
+        raise_write_error(e, path, size)
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    atomic_write(path, lambda f: f.write(data), size=len(data))
 
 
 def write_text(path: Path, text: str) -> None:
-    """Write text (UTF-8) atomically."""
-    data = text.encode("utf-8")
-    atomic_write(path, lambda f: f.write(data), size=len(data))
+    write_bytes(path, text.encode("utf-8"))
 
 
 def write_json(path: Path, obj) -> None:
@@ -67,8 +61,7 @@ def write_json(path: Path, obj) -> None:
 def replace_folder(folder: Path, fill: Callable[[Path], None]) -> None:
     """Fill a new folder under a temporary name, then swap it in for folder (an earlier one is removed only then)."""
     folder = Path(folder)
-    tmp = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
-    old = folder.with_name(f".{folder.name}.old")
+    tmp, old = folder.with_name(f".{folder.name}.{os.getpid()}.tmp"), folder.with_name(f".{folder.name}.old")
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp.mkdir()
@@ -80,46 +73,35 @@ def replace_folder(folder: Path, fill: Callable[[Path], None]) -> None:
         shutil.rmtree(old, ignore_errors=True)
     except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
-        cause = os_error(e)
-        if cause is None:
-            raise
-        raise WriteError(explain(cause, folder, None, intact(folder))) from e
+        raise_write_error(e, folder)
 
 
-def fsync_dir(folder: Path) -> None:
-    """Make a rename in folder durable (POSIX only; Windows cannot open a directory)."""
-    if os.name != "posix":
-        return
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def os_error(e: BaseException) -> OSError | None:
-    """The OSError behind e: itself, or the one torch's writer turned into a RuntimeError ('unexpected pos ...')."""
-    while e is not None:
-        if isinstance(e, OSError):
-            return e
-        e = e.__cause__ or e.__context__
-    return None
-
-
-def intact(path: Path) -> str | None:
-    return f"the previous {path.name} is intact" if path.exists() else None
+def raise_write_error(e: BaseException, path: Path, size: int | None = None) -> None:
+    """Re-raise e, as one WriteError line when an OSError is behind it (torch's writer wraps them in RuntimeError)."""
+    cause = e
+    while cause is not None and not isinstance(cause, OSError):
+        cause = cause.__cause__ or cause.__context__
+    if cause is None:
+        raise e
+    kept = f"the previous {path.name} is intact" if path.exists() else None
+    raise WriteError(explain(cause, path, size, kept)) from e
 
 
 def explain(e: OSError, path: Path, size: int | None = None, kept: str | None = None) -> str:
     """One line for an OSError met writing path; kept: what survived it, such as the previous file."""
     kept = f"; {kept}" if kept else ""
     if e.errno in (errno.ENOSPC, errno.EDQUOT):
-        free = shutil.disk_usage(_existing_parent(path)).free
-        needed = f"needs about {_size(size)} and " if size else ""
-        return f"no space left on the disk writing {path}: it {needed}{_size(free)} is free{kept}"
+        needed, here = f"needs about {size_text(size)} and " if size else "", Path(path).absolute()
+        free = size_text(shutil.disk_usage(next(p for p in (here, *here.parents) if p.exists())).free)
+        return f"no space left on the disk writing {path}: it {needed}{free} is free{kept}"
     if e.errno in READ_ONLY:
         return f"cannot write {path} ({READ_ONLY[e.errno]}){kept}; choose a folder you can write to"
     return f"writing {path} failed: {e.strerror or e}{kept}"
+
+
+def size_text(n: int) -> str:
+    unit, scale = next(((u, s) for u, s in (("GB", 1e9), ("MB", 1e6)) if n >= s), ("KB", 1e3))
+    return f"{n / scale:,.1f} {unit}"
 
 
 @contextmanager
@@ -132,25 +114,8 @@ def one_line_errors() -> Iterator[None]:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(1)
     except (ValueError, OSError, RuntimeError) as e:
-        sys.exit(f"error: {error_line(e)}" if int(os.environ.get("RANK", 0)) == 0 else 1)
-
-
-def error_line(e: BaseException) -> str:
-    """An exception as the one line an entry script prints after 'error: '."""
-    if isinstance(e, OSError) and not isinstance(e, WriteError) and e.strerror:
-        return f"{e.filename}: {e.strerror}" if e.filename else e.strerror
-    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-
-
-def _existing_parent(path: Path) -> Path:
-    path = Path(path).absolute()
-    while not path.exists():
-        path = path.parent
-    return path
-
-
-def _size(n: int) -> str:
-    for unit, scale in (("GB", 1e9), ("MB", 1e6)):
-        if n >= scale:
-            return f"{n / scale:,.1f} {unit}"
-    return f"{n / 1e3:,.1f} KB"
+        if isinstance(e, OSError) and not isinstance(e, WriteError) and e.strerror:
+            line = f"{e.filename}: {e.strerror}" if e.filename else e.strerror
+        else:
+            line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        sys.exit(f"error: {line}" if int(os.environ.get("RANK", 0)) == 0 else 1)

@@ -1,16 +1,14 @@
-"""Classifying texts with a GPT (classify.py, export.py): the model, a linear head on the hidden state of each text's
-last token (its end-of-text); the labelled splits on disk; padded batches; and how answers are scored.
+"""Classifying texts with a GPT (classify.py, export.py): a linear head on the hidden state of each text's last token
+(its end-of-text), the labelled splits on disk, padded batches, and scores.
 
     make_room(gpt, pad_id)                               # a row for the padding id, if the token table has none
     model = Classifier(gpt, n_labels=5, pad_id=pad_id)
     logits, loss = model(pad_batch(texts, pad_id), labels)   # texts: token ids, each ending with end-of-text
     print(format_scores(score_predictions(labels, predictions, names, majority=0)))
 
-Texts are right-padded with pad_id, the first id past the data's vocabulary, which no text holds, and the head reads
-each text's last position that is not padding. In a causal model what comes after a position never changes its hidden
-state, so a text gets the same logits alone or in any batch, and Hugging Face's GPT2ForSequenceClassification, which
-pools the last token that is not its pad_token_id, gives the same logits from the folder export.py writes. A labelled
-dataset is a folder as prepare/ writes one, plus train_labels.bin and val_labels.bin (one uint16 label id per text).
+Texts are right-padded with pad_id, the first id past the data's vocabulary. A causal model's hidden state never sees
+what comes after it, so a text gets the same logits alone or in any batch, and the same as from Hugging Face's
+GPT2ForSequenceClassification, which pools the last token that is not its pad_token_id, on export.py's folder.
 """
 
 from dataclasses import replace
@@ -18,12 +16,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn as nn
+from torch import Tensor, nn
 from torch.nn import functional as F
 
-from haikugpt.checkpoint import model_from_checkpoint
+from haikugpt.checkpoint import model_from_checkpoint, on_meta
 from haikugpt.device import to_device
-from haikugpt.files import atomic_write
+from haikugpt.files import write_bytes
 from model import GPT, flops_per_token, padded_vocab
 
 
@@ -40,9 +38,7 @@ class Classifier(nn.Module):
             with torch.no_grad():
                 self.score.weight.normal_(0.0, 0.02, generator=torch.Generator().manual_seed(seed))
 
-    def forward(
-        self, idx: torch.Tensor, labels: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(self, idx: Tensor, labels: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         """Logits (B, n_labels) of right-padded texts idx (B, T); with labels (B,), the mean cross-entropy too."""
         hidden = self.gpt.hidden_states(idx)  # (B, T, C)
         last = (idx != self.pad_id).sum(dim=1) - 1  # (B,): each text's end-of-text
@@ -62,13 +58,11 @@ class Classifier(nn.Module):
 
 @torch.no_grad()
 def make_room(gpt: GPT, pad_id: int) -> None:
-    """Grow the token table (and the lm_head tied to it) to hold pad_id, padded (padded_vocab), where it has no such
-    row: GPT-2's 50,257 ids and the demo's 5,120 are all taken. The new rows are zeros; only padding reads them."""
-    old = gpt.config.vocab_size
+    """Grow the token table (and the lm_head tied to it) with zero rows to padded_vocab(pad_id + 1), where it has no
+    row for pad_id (GPT-2's 50,257 ids and the demo's 5,120 are all taken)."""
+    old, new, wte = gpt.config.vocab_size, padded_vocab(pad_id + 1), gpt.transformer.wte
     if pad_id < old:
         return
-    new = padded_vocab(pad_id + 1)
-    wte = gpt.transformer.wte
     wte.weight = nn.Parameter(torch.cat([wte.weight, wte.weight.new_zeros(new - old, wte.embedding_dim)]))
     wte.num_embeddings = gpt.lm_head.out_features = new
     gpt.tie_weights()
@@ -81,8 +75,7 @@ def is_classifier(ckpt: dict) -> bool:
 
 
 def classifier_from_checkpoint(ckpt: dict, device: str | torch.device = "cpu") -> Classifier:
-    """The classifier a classify.py checkpoint holds (in train mode): its GPT as any checkpoint's, then the head, with
-    the label names and the padding id from the checkpoint's meta."""
+    """The classifier a classify.py checkpoint holds (in train mode), its label names and padding id from its meta."""
     meta, weight = ckpt["meta"] or {}, ckpt["model"].get("score.weight")
     if weight is None or "labels" not in meta:
         raise ValueError("the checkpoint holds a language model, not a classifier; train one with classify.py")
@@ -90,20 +83,19 @@ def classifier_from_checkpoint(ckpt: dict, device: str | torch.device = "cpu") -
         raise RuntimeError(f"the checkpoint's head scores {weight.size(0)} labels but its meta names "
                            f"{len(meta['labels'])}")  # fmt: skip
     gpt = model_from_checkpoint(ckpt, device)
-    with torch.device("meta"):  # no throwaway init of a head that is about to be replaced
+    with on_meta():  # no throwaway init of a head that is about to be replaced
         model = Classifier(gpt, len(meta["labels"]), meta["vocab_size"])
     model.score.load_state_dict({"weight": weight.to(device)}, assign=True)
     return model
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Labelled splits on disk, and batches of texts
+# Labelled splits on disk (a folder as prepare/ writes one, plus <split>_labels.bin), and batches of texts
 
 
 def write_labels(folder: Path, split: str, ids: list[int]) -> None:
-    """A split's label ids, one uint16 per text, written atomically."""
-    data = np.asarray(ids, dtype=np.uint16).tobytes()
-    atomic_write(Path(folder) / f"{split}_labels.bin", lambda f: f.write(data), size=len(data))
+    """A split's label ids, one uint16 per text."""
+    write_bytes(Path(folder) / f"{split}_labels.bin", np.asarray(ids, dtype=np.uint16).tobytes())
 
 
 def read_split(folder: Path, split: str, eot_id: int) -> tuple[list[np.ndarray], np.ndarray]:
@@ -128,13 +120,12 @@ def encode_texts(tok, texts: list[str]) -> list[np.ndarray]:
 
 
 def fit_block(texts: list[np.ndarray], block_size: int) -> tuple[list[np.ndarray], int]:
-    """Texts of at most block_size tokens: a longer one keeps its first block_size - 1 and its end-of-text. Returns
-    them and how many were cut."""
+    """Texts cut to block_size tokens (the first block_size - 1 and the end-of-text), and how many were cut."""
     cut = sum(len(t) > block_size for t in texts)
     return [t if len(t) <= block_size else np.append(t[: block_size - 1], t[-1]) for t in texts], cut
 
 
-def pad_batch(texts: list[np.ndarray], pad: int) -> torch.Tensor:
+def pad_batch(texts: list[np.ndarray], pad: int) -> Tensor:
     """Texts as one batch (B, T) on the CPU, right-padded with pad to the longest."""
     x = np.full((len(texts), max(len(t) for t in texts)), pad, dtype=np.int64)
     for i, t in enumerate(texts):
@@ -143,7 +134,7 @@ def pad_batch(texts: list[np.ndarray], pad: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def logits_of(model, texts: list[np.ndarray], pad: int, batch_size: int, device: torch.device, ctx) -> torch.Tensor:
+def logits_of(model, texts: list[np.ndarray], pad: int, batch_size: int, device: torch.device, ctx) -> Tensor:
     """Logits (N, n_labels) of texts, in float32 on the CPU; batched shortest first, so that little is padding."""
     order = np.argsort([len(t) for t in texts], kind="stable")
     parts = []
@@ -154,10 +145,6 @@ def logits_of(model, texts: list[np.ndarray], pad: int, batch_size: int, device:
     return torch.cat(parts)[torch.from_numpy(np.argsort(order))]  # back in the texts' order
 
 
-# ---------------------------------------------------------------------------------------------------------------------
-# Scores
-
-
 def majority_label(meta: dict) -> int:
     """The id of the most common label in a labelled dataset's training split (the first of equals)."""
     counts = meta["label_counts"]["train"]
@@ -165,9 +152,8 @@ def majority_label(meta: dict) -> int:
 
 
 def score_predictions(true: list[int], pred: list[int], names: list[str], majority: int) -> dict:
-    """Accuracy; precision, recall, F1 and support of each label; macro F1 (the mean F1 of the labels that occur or are
-    predicted); the majority baseline (the accuracy of always answering label `majority`, the most common in training);
-    the confusion matrix, confusion[true][predicted]."""
+    """Accuracy; each label's precision, recall, F1 and support; macro F1 (over the labels that occur or are predicted);
+    the accuracy of always answering label `majority`; the confusion matrix, confusion[true][predicted]."""
     n = len(names)
     confusion = np.zeros((n, n), dtype=np.int64)
     np.add.at(confusion, (np.asarray(true), np.asarray(pred)), 1)
@@ -181,15 +167,10 @@ def score_predictions(true: list[int], pred: list[int], names: list[str], majori
         per_class[name] = {"precision": precision, "recall": recall, "f1": f1, "support": int(actual)}
         if actual or predicted:
             f1s.append(f1)
-    return {
-        "accuracy": float(np.trace(confusion) / total),
-        "macro_f1": float(np.mean(f1s)),
-        "majority_baseline": float(confusion[majority].sum() / total),
-        "majority_label": names[majority],
-        "texts": total,
-        "per_class": per_class,
-        "confusion": {names[i]: {names[j]: int(confusion[i, j]) for j in range(n)} for i in range(n)},
-    }
+    return {"accuracy": float(np.trace(confusion) / total), "macro_f1": float(np.mean(f1s)),
+            "majority_baseline": float(confusion[majority].sum() / total), "majority_label": names[majority],
+            "texts": total, "per_class": per_class,
+            "confusion": {names[i]: {names[j]: int(confusion[i, j]) for j in range(n)} for i in range(n)}}  # fmt: skip
 
 
 def format_scores(scores: dict) -> str:

@@ -1,16 +1,12 @@
-"""Text files in any of the formats the prepare scripts and classify.py read, cleaned, deduplicated and split: the one
-reader of them all.
+"""The one reader of the text files that the prepare scripts and classify.py take, and their cleaning and splitting.
 
     rows, names, info = read_rows(Path("all_haiku.csv"))     # a CSV's cells, header first; names: the header
     file = read_labelled(Path("news.csv"))                   # texts and their labels, columns found by name
     train, val = split_texts(texts, val_fraction=0.1)        # by a hash of each text: copies never straddle
 
-Formats, from the file's extension (or, without one, its first bytes):
-  .txt            texts separated by blank lines
-  .csv .tsv       rows of cells; the first is usually a header
-  .jsonl .json    JSON Lines, or a JSON list: objects (or bare strings); a line that is not JSON is dropped
-  .parquet        rows as objects, read with pyarrow (pip install pyarrow)
-A file that is not UTF-8 has its other lines read as cp1252 (Windows Latin-1), as an editor would.
+Formats, by extension (else by the first bytes): .txt, texts between blank lines; .csv and .tsv, rows of cells;
+.jsonl and .json, JSON Lines or a JSON list, of objects or strings (a line that is not JSON is dropped); .parquet,
+rows as objects (pip install pyarrow). Lines that are not UTF-8 are read as cp1252, as an editor would.
 """
 
 import csv
@@ -30,8 +26,8 @@ UNREADABLE = object()  # a JSON line that could not be parsed
 
 
 def decode_bytes(data: bytes) -> tuple[str, int]:
-    """Text from bytes: UTF-8, and any line that is not UTF-8 read as cp1252, as an editor would. Returns the text and
-    how many lines fell back to cp1252; bytes that cp1252 does not define become U+FFFD."""
+    """The text of UTF-8 bytes, any line that is not UTF-8 read as cp1252 (bytes it lacks become U+FFFD), and how
+    many lines fell back to cp1252."""
     try:
         return data.decode("utf-8-sig"), 0
     except UnicodeDecodeError:
@@ -75,15 +71,14 @@ def read_rows(path: Path) -> tuple[list, list[str], dict]:
     if fmt == "text":
         return blocks(text), [], info
     if fmt in ("csv", "tsv"):
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t" if fmt == "tsv" else ",")
         try:
-            rows = [
-                r for r in csv.reader(io.StringIO(text, newline=""), delimiter="\t" if fmt == "tsv" else ",") if any(r)
-            ]
+            rows = [r for r in reader if any(r)]
         except csv.Error as e:
             raise ValueError(f"{path}: not a readable CSV file ({e})") from None
         if not rows:
             raise ValueError(f"{path}: no rows")
-        return rows, [name.strip() for name in rows[0]] if rows else [], info
+        return rows, [name.strip() for name in rows[0]], info
     if text.lstrip().startswith("["):
         try:
             records = json.loads(text)
@@ -144,8 +139,8 @@ def split_texts(texts: list[str], val_fraction: float, noun: str = "haiku") -> t
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Labelled files: a text column and a label column (found by name, or named), or AG News's layout (Class Index,
-# Title, Description: the text is the title and the description on two lines, the labels 1-4); .txt holds texts alone
+# Labelled files: a text and a label column (found by name, or named), or AG News's layout (the text is the title and
+# the description on two lines, the labels 1-4); .txt holds texts alone
 
 
 @dataclass
@@ -169,8 +164,7 @@ def find_column(path: Path, names: list[str], given: str | None, candidates: tup
 def read_labelled(path: Path, text_column: str | None = None, label_column: str | None = None,
                   need_labels: bool = True) -> LabelledFile:  # fmt: skip
     """The cleaned, non-empty texts of a file and their labels; with need_labels, rows without a label are dropped
-    (and counted in info["dropped"]), and a file without a label column is an error. A .txt without blank lines holds
-    one text a line."""
+    (counted in info["dropped"]). A .txt without blank lines holds one text a line."""
     if need_labels and FORMATS.get(Path(path).suffix.lower()) == "text":
         raise ValueError(f"{path}: a .txt file has no labels (expected {', '.join(s for s in FORMATS if s != '.txt')})")
     rows, names, info = read_rows(path)
@@ -187,13 +181,10 @@ def read_labelled(path: Path, text_column: str | None = None, label_column: str 
     else:
         text = find_column(path, names, text_column if info["format"] != "text" else None, TEXT_FIELDS, "text")
         label = find_column(path, names, label_column, LABEL_FIELDS, "label") if need_labels else None
-        found = f"found {', '.join(names) or 'nothing'}"
-        if text is None:
-            raise ValueError(f"{path}: no text column (expected one of {', '.join(TEXT_FIELDS)}, or --text_column; "
-                             f"{found})")  # fmt: skip
-        if label is None and need_labels:
-            raise ValueError(f"{path}: no label column (expected one of {', '.join(LABEL_FIELDS)}, or "
-                             f"--label_column; {found})")  # fmt: skip
+        for what, column, fields in (("text", text, TEXT_FIELDS), ("label", label, LABEL_FIELDS)):
+            if column is None and (what == "text" or need_labels):
+                raise ValueError(f"{path}: no {what} column (expected one of {', '.join(fields)}, or --{what}_column; "
+                                 f"found {', '.join(names) or 'nothing'})")  # fmt: skip
         texts, base = [row.get(text) if isinstance(row, dict) else None for row in rows], 0
         how = f"text {text!r}" + (f", label {label!r}" if label else "")
     out = LabelledFile([], [], base, {**info, "columns": how, "read": len(rows)})
@@ -216,8 +207,7 @@ def read_labelled(path: Path, text_column: str | None = None, label_column: str 
 
 
 def to_names(labels: list[str | None], names: list[str], base: int = 0) -> list[str | None]:
-    """Each label as one of names: itself if it is one, else a number counted from base (names[n - base]); None for a
-    label that is neither."""
+    """Each label as one of names: itself, or names[n - base] for a number n; None for a label that is neither."""
 
     def name(label: str | None) -> str | None:
         if label is None or label in names:

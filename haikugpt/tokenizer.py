@@ -1,22 +1,19 @@
-"""
-Tokenizers for the datasets: GPT-2's BPE (through tiktoken), a byte-level BPE learnt from the dataset itself, and a
-character table, each rebuilt from meta.json.
+"""Tokenizers, each rebuilt from a dataset's meta.json: GPT-2's BPE (through tiktoken), a byte-level BPE learnt from the
+dataset itself, and a character table.
 
     tok = load_tokenizer(json.load(open("data/haiku_char/meta.json")))
     tok = BPETokenizer(train_bpe(texts, vocab_size=5120), name="bpe")   # what prepare/haiku.py --tokenizer bpe does
     ids = tok.encode("old pond\nfrog leaps in<|endoftext|>")   # the marker becomes tok.eot_id
     text = tok.decode(ids)                                       # eot decodes back to "<|endoftext|>"
 
-Both tokenizers separate documents with an end-of-text id and decode it as "<|endoftext|>". The char tokenizer gives
-that id 0; its table ("chars" in meta.json) holds the marker at index 0 and the dataset's characters, sorted, after it.
-nanoGPT's char tables (its meta.pkl) have no end-of-text: their eot_id is None. Ids at or above the real vocab_size
-are dropped by decode: models pad their vocabulary to a multiple of 64.
+decode drops ids at or above the real vocab_size: models pad their vocabulary to a multiple of 64.
 """
 
 import heapq
 import os
 from collections import Counter, defaultdict
 from collections.abc import Iterable
+from typing import Protocol
 
 import numpy as np
 import regex
@@ -27,27 +24,18 @@ EOT = "<|endoftext|>"
 GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 
 
-class Tokenizer:
-    """Text <-> token ids; `encode_array` is the fast path that prepare scripts use on training text."""
+class Tokenizer(Protocol):
+    """Text <-> token ids. encode: a prompt's, where a literal "<|endoftext|>" becomes eot_id; encode_array: training
+    text's, fast, where it is ordinary text; token_bytes: one token's UTF-8 bytes (maybe part of a character)."""
 
     name: str
     vocab_size: int
     eot_id: int | None
 
-    def encode(self, text: str) -> list[int]:
-        """Ids for a prompt; a literal "<|endoftext|>" in the text becomes eot_id."""
-        raise NotImplementedError
-
-    def encode_array(self, text: str) -> np.ndarray:
-        """Ids for training text, where "<|endoftext|>" is ordinary text (documents are separated by the caller)."""
-        raise NotImplementedError
-
-    def decode(self, ids: list[int]) -> str:
-        raise NotImplementedError
-
-    def token_bytes(self, i: int) -> bytes:
-        """The UTF-8 bytes of one token (a BPE token may hold part of a character)."""
-        raise NotImplementedError
+    def encode(self, text: str) -> list[int]: ...
+    def encode_array(self, text: str) -> np.ndarray: ...
+    def decode(self, ids: list[int]) -> str: ...
+    def token_bytes(self, i: int) -> bytes: ...
 
     def meta(self) -> dict:
         """The meta.json fields that load_tokenizer rebuilds this tokenizer from."""
@@ -61,10 +49,7 @@ class BPETokenizer(Tokenizer):
     def __init__(self, encoding: tiktoken.Encoding, name: str = "gpt2"):
         if EOT not in encoding.special_tokens_set:
             raise ValueError(f"tiktoken encoding {encoding.name!r} has no {EOT} token")
-        self.encoding = encoding
-        self.name = name
-        self.vocab_size = encoding.n_vocab
-        self.eot_id = encoding.eot_token
+        self.encoding, self.name, self.vocab_size, self.eot_id = encoding, name, encoding.n_vocab, encoding.eot_token
 
     def encode(self, text: str) -> list[int]:
         return self.encoding.encode(text, allowed_special={EOT})
@@ -81,20 +66,18 @@ class BPETokenizer(Tokenizer):
     def meta(self) -> dict:
         if self.name == "gpt2":
             return super().meta()
-        tokens = [self.encoding.decode_single_token_bytes(i).hex() for i in range(self.eot_id)]
+        tokens = [self.token_bytes(i).hex() for i in range(self.eot_id)]
         return {**super().meta(), "bpe": tokens}  # a learnt BPE: its tokens in rank order, the merges implied
 
 
 class CharTokenizer(Tokenizer):
     """One id per character: id 0 is end-of-text, ids 1.. are the dataset's characters in sorted order (or any table
-    of single characters, as nanoGPT's, which has no end-of-text)."""
+    of single characters, as nanoGPT's meta.pkl, which has no end-of-text: eot_id None)."""
 
     def __init__(self, chars: list[str]):
         if not chars or any(len(c) != 1 for c in chars if c != EOT) or chars.count(EOT) > 1:
             raise ValueError(f"a char table is single characters, with {EOT!r} at most once")
-        self.chars = chars
-        self.name = "char"
-        self.vocab_size = len(chars)
+        self.chars, self.name, self.vocab_size = chars, "char", len(chars)
         self.eot_id = chars.index(EOT) if EOT in chars else None
         # Lookup table from code point to id; -1 marks characters outside the table.
         ids = [i for i, c in enumerate(chars) if c != EOT]
@@ -146,11 +129,9 @@ def gpt2_tokenizer(encoding: tiktoken.Encoding | None = None) -> BPETokenizer:
             encoding = tiktoken.get_encoding("gpt2")
         except (OSError, ValueError) as e:  # requests' connection errors are OSErrors; a bad download, ValueError
             cache = os.environ.get("TIKTOKEN_CACHE_DIR", "the system temp folder's data-gym-cache")
-            raise RuntimeError(
-                f"tiktoken could not load GPT-2's BPE files (vocab.bpe, encoder.json) from {cache} "
-                f"or download them ({type(e).__name__}); run once with network access, or copy a tiktoken cache "
-                f"that holds them to a folder and set TIKTOKEN_CACHE_DIR to it"
-            ) from e
+            raise RuntimeError(f"tiktoken could not load GPT-2's BPE files (vocab.bpe, encoder.json) from {cache} or "
+                               f"download them ({type(e).__name__}); run once with network access, or copy a tiktoken "
+                               "cache that holds them to a folder and set TIKTOKEN_CACHE_DIR to it") from e  # fmt: skip
     return BPETokenizer(encoding)
 
 

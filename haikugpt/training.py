@@ -1,12 +1,12 @@
 """What train.py and classify.py share, as plain functions their loops call: the training keys and their defaults, the
-config a run resumes with, the model that init_from names, the datasets, the learning-rate schedule, the log line,
-checkpoints that resume exactly, and preemption.
+config a run resumes with, the model that init_from names, the datasets, the device, the learning-rate schedule, the
+log line, checkpoints that resume exactly, and preemption.
 
-Resuming (init_from='resume') starts from the config stored in the checkpoint and applies the command line over it,
-so `python train.py --init_from=resume --out_dir=out-haiku-bpe --max_iters=2000` continues a run; model-shape keys
-that differ from the checkpoint's are refused, naming each key and both values.
+A resumed run (init_from='resume') starts from the config stored in its checkpoint and applies the command line over
+it, so `python train.py --init_from=resume --out_dir=out-haiku-bpe --max_iters=2000` continues a run.
 """
 
+import dataclasses
 import json
 import math
 import os
@@ -24,19 +24,9 @@ import torch
 
 import configurator
 from haikugpt.checkpoint import check_name, load_checkpoint, load_pretrained, model_from_checkpoint, save_checkpoint
-from haikugpt.device import (
-    Ranks,
-    all_mean,
-    autocast,
-    keep_freed_memory,
-    peak_flops,
-    print0,
-    resolve_compile,
-    resolve_dtype,
-    setup_ddp,
-)
+from haikugpt.device import Ranks, all_mean, peak_flops, print0
 from haikugpt.files import READ_ONLY, ROOT, WriteError, atomic_write, write_json
-from haikugpt.tokenizer import same_vocabulary
+from haikugpt.tokenizer import load_tokenizer, same_vocabulary
 from model import GPT, LORA_TARGETS, GPTConfig, add_adapters, padded_vocab
 
 DEFAULTS = dict(
@@ -87,10 +77,10 @@ DEFAULTS = dict(
     dtype=None,  # 'float32', 'bfloat16' or 'float16'; None: bfloat16 where the device runs it natively
     compile=None,  # torch.compile the model; None: on where it helps (CUDA)
 )
+POSITIVE_KEYS = ("batch_size", "block_size", "eval_interval", "log_interval", "eval_iters")
 SHAPE_KEYS = ("n_layer", "n_head", "n_embd", "block_size", "bias", "lora_rank", "lora_alpha", "lora_targets")
 DATA_DIR = ROOT / "data"  # where the prepare scripts write datasets, data/<name>
-# Seed offsets of the random streams, so no two share a sequence: + rank for each DDP rank.
-TRAIN_BATCHES_SEED, EVAL_BATCHES_SEED = 1_000, 2_000
+TRAIN_BATCHES_SEED, EVAL_BATCHES_SEED = 1_000, 2_000  # seed offsets of the random streams (+ rank on each DDP rank)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -98,8 +88,9 @@ TRAIN_BATCHES_SEED, EVAL_BATCHES_SEED = 1_000, 2_000
 
 
 def read_config(defaults: dict, argv: list[str], doc: str, source: str = "") -> tuple[dict, dict, dict | None]:
-    """The user's config, the keys they set themselves, and the checkpoint when resuming (its config is the base).
-    source: the script whose comments --help shows beside its own keys."""
+    """The user's config, the keys they set themselves, and the checkpoint when resuming (its config is the base,
+    and its model's shape is kept: keys that differ are refused, each named). source: the script whose comments
+    --help shows beside this file's."""
     user = configurator.overrides(defaults, argv, doc, (__file__, source) if source else (__file__,))
     config = {**defaults, **user}
     check_values(config)
@@ -109,7 +100,7 @@ def read_config(defaults: dict, argv: list[str], doc: str, source: str = "") -> 
     saved = {k: v for k, v in ckpt["config"].items() if k in defaults}
     config = {**defaults, **saved, **user, "init_from": "resume"}
     check_values(config)
-    kept = {k: ckpt["model_args"].get(k, getattr(GPTConfig(), k)) for k in SHAPE_KEYS}  # fixed once a model exists
+    kept = {k: ckpt["model_args"].get(k, getattr(GPTConfig(), k)) for k in SHAPE_KEYS}
     kept["lora_targets"] = ",".join(kept["lora_targets"])
     differ = [k for k in SHAPE_KEYS if k in user and user[k] != kept[k]]
     if differ:
@@ -117,24 +108,17 @@ def read_config(defaults: dict, argv: list[str], doc: str, source: str = "") -> 
         drop = " and ".join(f"--{k}" for k in differ)
         raise ValueError(f"{detail}: a resumed run keeps its model's shape; drop {drop}, or train a new model with "
                          "another out_dir")  # fmt: skip
-    changed = [
-        f"{k} {saved[k]!r} -> {config[k]!r}" for k in user if k != "init_from" and k in saved and saved[k] != config[k]
-    ]
-    print0(f"resuming {config['out_dir']} at step {ckpt['iter_num']}" + ("; changed: " if changed else "")
-           + "; ".join(changed))  # fmt: skip
+    changed = [f"{k} {saved[k]!r} -> {v!r}" for k, v in user.items() if k != "init_from" and saved.get(k, v) != v]
+    print0(
+        f"resuming {config['out_dir']} at step {ckpt['iter_num']}"
+        + (f"; changed: {'; '.join(changed)}" if changed else "")
+    )
     return config, user, ckpt
 
 
 def check_values(config: dict) -> None:
     """Refuse values that cannot work, before any file is read."""
-    for key in (
-        "batch_size",
-        "block_size",
-        "eval_interval",
-        "log_interval",
-        "eval_iters",
-        "gradient_accumulation_steps",
-    ):
+    for key in (*POSITIVE_KEYS, "gradient_accumulation_steps"):
         if config[key] < 1:
             raise ValueError(f"{key}={config[key]} must be at least 1")
     if config["decay_lr"] and config["warmup_iters"] > config["lr_decay_iters"]:
@@ -156,8 +140,8 @@ def check_values(config: dict) -> None:
 
 def check_vocab(meta: dict, ckpt_meta: dict | None, pretrained: str | None, prepare: str) -> None:
     """Refuse data whose token ids mean something else to the model, before any weights are read or downloaded: a
-    checkpoint's vocabulary must be the data's, and pretrained weights read GPT-2 BPE. prepare: the command that makes
-    GPT-2 BPE data, for the message."""
+    checkpoint's vocabulary must be the data's, and pretrained weights read GPT-2 BPE (prepare: the command that
+    makes GPT-2 BPE data)."""
     data = f"the dataset's {meta['tokenizer']} vocabulary of {meta['vocab_size']}"
     if ckpt_meta is not None and not same_vocabulary(ckpt_meta, meta):
         raise ValueError(f"the checkpoint was trained on a different vocabulary than {data}")
@@ -186,30 +170,25 @@ def init_gpt(config: dict, vocab_size: int, lm_ckpt: dict | None = None) -> GPT:
     else:
         model = load_pretrained(config["init_from"], dropout=config["dropout"], block_size=config["block_size"])
     if config["lora_rank"]:
-        settings = {k: config[k] for k in ("lora_rank", "lora_alpha", "lora_dropout")}
-        add_adapters(model, config["seed"], **settings, lora_targets=tuple(config["lora_targets"].split(",")))
+        lora = {k: config[k] for k in ("lora_rank", "lora_alpha", "lora_dropout")}
+        add_adapters(model, config["seed"], **lora, lora_targets=tuple(config["lora_targets"].split(",")))
     return model
 
 
-def setup_device(config: dict) -> tuple[Ranks, torch.device, str, object, bool]:
-    """This rank's DDP place and device (joining torchrun's process group if there is one), the dtype, its autocast
-    context, and whether to compile (a warning where it was asked for but cannot run); on a CPU, freed memory kept."""
-    ranks, device = setup_ddp(config["backend"], config["device"])
-    dtype = resolve_dtype(config["dtype"], device)
-    compiled, problem = resolve_compile(config["compile"], device)
-    if problem:
-        print0(f"warning: {problem}; running eager", file=sys.stderr)
-    if device.type == "cpu":
-        keep_freed_memory()
-    return ranks, device, dtype, autocast(device, dtype), compiled
-
-
-def describe(config: dict, resolved: dict) -> str:
-    """The user's config as a config file, then the resolved record, for the log."""
+def describe_run(config: dict, model, ranks: Ranks, device, dtype: str, compiled: bool, accum: int) -> dict:
+    """What the run resolved from the user's config (device, dtype, compile, ranks, the model's shape): printed after
+    the config itself, as a config file, and returned for config.json and the checkpoints."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    resolved = {"device": str(device), "dtype": dtype, "compile": compiled, "ranks": ranks.world_size,
+                "micro_steps_per_rank": accum, "parameters": model.num_params(), "trainable": trainable,
+                "model": dataclasses.asdict(model.config)}  # fmt: skip
     lines = [f"{k} = {v!r}" for k, v in config.items()]
     lines.append("# resolved: " + ", ".join(f"{k} {v!r}" for k, v in resolved.items() if k != "model"))
     lines.append("# model: " + ", ".join(f"{k} {v!r}" for k, v in resolved["model"].items()))
-    return "\n".join(lines)
+    frozen = trainable < sum(p.numel() for p in model.parameters())  # LoRA
+    lines.append(f"{model.num_params() / 1e6:.2f}M parameters" + f", {trainable / 1e6:.2f}M of them trained" * frozen)
+    print0("\n".join(lines))
+    return resolved
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -219,10 +198,7 @@ def describe(config: dict, resolved: dict) -> str:
 
 def dataset_dir(name: str) -> Path | None:
     """The folder of dataset name: a path, data/<name> in the current directory, or data/<name> in the repository."""
-    for folder in (Path(name).expanduser(), Path("data") / name, DATA_DIR / name):
-        if folder.is_dir():
-            return folder
-    return None
+    return next((d for d in (Path(name).expanduser(), Path("data") / name, DATA_DIR / name) if d.is_dir()), None)
 
 
 def find_dataset(name: str) -> Path:
@@ -280,18 +256,37 @@ def read_nanogpt_meta(path: Path) -> dict:
     return {"tokenizer": "char", "vocab_size": len(chars), "chars": chars, "eot_id": None, "dataset": path.parent.name}
 
 
+def token_bytes(meta: dict, vocab_size: int) -> torch.Tensor:
+    """The UTF-8 bytes each token id stands for, (vocab_size,) float32, for bits_per_byte. End-of-text counts 1, the
+    separator it stands for between documents; padding ids past the vocabulary 0. All zeros (with a note) where the
+    tokenizer cannot be loaded: GPT-2's BPE files offline."""
+    sizes = torch.zeros(vocab_size)
+    try:
+        tok = load_tokenizer(meta)
+    except RuntimeError as e:
+        print0(f"note: no bits per byte in this run's evals: {e}")
+        return sizes
+    n = min(vocab_size, tok.vocab_size)
+    sizes[:n] = torch.tensor([1 if i == tok.eot_id else len(tok.token_bytes(i)) for i in range(n)])
+    return sizes
+
+
+def bits_per_byte(nats: float, n_bytes: float) -> float:
+    """A loss in bits per byte of text, comparable across tokenizers: the loss summed over the targets, in bits, over
+    the UTF-8 bytes those targets decode to (token_bytes). For one-byte characters it is the loss in nats / ln 2."""
+    return nats / math.log(2) / n_bytes
+
+
 # ---------------------------------------------------------------------------------------------------------------------
-# The schedule
+# The schedule, and the log
 
 
 def micro_steps(gradient_accumulation_steps: int, world_size: int) -> int:
     """Micro-steps per rank: nanoGPT's gradient_accumulation_steps is the total over all ranks."""
-    if gradient_accumulation_steps < 1 or gradient_accumulation_steps % world_size:
+    if gradient_accumulation_steps % world_size:
         nearest = max(1, round(gradient_accumulation_steps / world_size)) * world_size
-        raise ValueError(
-            f"gradient_accumulation_steps={gradient_accumulation_steps} is the total over all ranks (as in nanoGPT) "
-            f"and must be a positive multiple of the {world_size} ranks; use {nearest}"
-        )
+        raise ValueError(f"gradient_accumulation_steps={gradient_accumulation_steps} is the total over all ranks (as "
+                         f"in nanoGPT) and must be a multiple of the {world_size} ranks; use {nearest}")  # fmt: skip
     return gradient_accumulation_steps // world_size
 
 
@@ -308,10 +303,6 @@ def get_lr(step: int, config: dict) -> float:
     return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (lr - min_lr)
 
 
-# ---------------------------------------------------------------------------------------------------------------------
-# The log
-
-
 class Log:
     """nanoGPT's log line (loss, step time, MFU) with the gradient norm, learning rate and tokens per second after it;
     one JSON record per log line and per eval in out_dir/metrics.jsonl, and the same to wandb with wandb_log. Losses
@@ -319,7 +310,6 @@ class Log:
 
     def __init__(self, config: dict, resolved: dict, ranks: Ranks, device: torch.device, flops_per_token: float):
         self.config, self.ranks, self.device = config, ranks, device
-        self.path = Path(config["out_dir"]) / "metrics.jsonl"
         self.pending: list[tuple[int, torch.Tensor]] = []  # (step, loss) not yet read back
         self.t_log, self.paused_s, self.steps, self.tokens = time.perf_counter(), 0.0, 0, 0
         self.flops_per_token, self.peak = flops_per_token, peak_flops(device)
@@ -333,12 +323,11 @@ class Log:
 
     def record(self, record: dict) -> None:
         """One JSON line in metrics.jsonl (and a wandb log), keyed by its "iter"."""
-        if self.ranks.rank != 0:
-            return
-        with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
-        if self.wandb is not None:
-            self.wandb.log({k: v for k, v in record.items() if k != "iter"}, step=record["iter"])
+        if self.ranks.rank == 0:
+            with open(Path(self.config["out_dir"]) / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
+            if self.wandb is not None:
+                self.wandb.log({k: v for k, v in record.items() if k != "iter"}, step=record["iter"])
 
     def add(self, step: int, loss: torch.Tensor, tokens: int) -> None:
         """A step's loss (on the device) and the tokens it read on this rank."""
@@ -369,12 +358,10 @@ class Log:
 
     def write_line(self, step: int, grad_norm: torch.Tensor, lr: float) -> None:
         """nanoGPT's log line over the steps since the last one, with more figures after it; the record too."""
-        loss = self.check_losses()[-1]
-        now = time.perf_counter()
+        loss, now = self.check_losses()[-1], time.perf_counter()
         dt = (now - self.t_log - self.paused_s) / self.steps
         tok_s = self.tokens * self.ranks.world_size / self.steps / dt
-        mfu = self.flops_per_token * tok_s / self.ranks.world_size / self.peak
-        norm = grad_norm.item()
+        mfu, norm = self.flops_per_token * tok_s / self.ranks.world_size / self.peak, grad_norm.item()
         print0(f"iter {step}: loss {loss:.4f}, time {dt * 1000:.2f}ms, mfu {mfu * 100:.2f}%, grad norm {norm:.2f}, "
                f"lr {lr:.1e}, {tok_s:,.0f} tok/s")  # fmt: skip
         record = {"iter": step, "loss": loss, "time_ms": dt * 1000, "mfu": mfu, "grad_norm": norm, "lr": lr}
@@ -409,20 +396,17 @@ def check_writable(folder: Path) -> None:
 
 def rng_state(device: torch.device) -> dict:
     """Every random generator a training step may touch (dropout; numpy and random for code you add)."""
-    np_state = np.random.get_state()
-    state = {
-        "torch": torch.get_rng_state(),
-        "python": random.getstate(),
-        "numpy": (np_state[0], np_state[1].tolist(), *np_state[2:]),  # weights_only loads no numpy arrays
-    }
+    np_state = np.random.get_state()  # as a list: weights_only loads no numpy arrays
+    state = {"torch": torch.get_rng_state(), "python": random.getstate(),
+             "numpy": (np_state[0], np_state[1].tolist(), *np_state[2:])}  # fmt: skip
     if device.type == "cuda":
         state["cuda"] = torch.cuda.get_rng_state(device)
     return state
 
 
 def save_run(ckpt: dict, best: bool) -> None:
-    """Write out_dir/ckpt.pt (and best.pt, the same bytes) and out_dir/config.json: the user's config and the
-    resolved record."""
+    """Write out_dir/ckpt.pt (and best.pt, the same bytes), and config.json: the user's config and the resolved
+    record."""
     out_dir = Path(ckpt["config"]["out_dir"])
     save_checkpoint(ckpt, out_dir / "ckpt.pt")
     write_json(out_dir / "config.json", {"config": ckpt["config"], "resolved": ckpt["resolved"]})

@@ -1,49 +1,60 @@
-"""
-What the prepare scripts share: the char table or BPE learnt from a dataset's texts, and the one writer that tokenizes
-documents on every core and streams the ids into train.bin / val.bin (nanoGPT's layout), with meta.json (and, for a
-char table, nanoGPT's meta.pkl).
+"""What the prepare scripts share: option checks, the learnt vocabularies, and the one writer that tokenizes on every
+core into train.bin, val.bin and meta.json (nanoGPT's layout, with its meta.pkl for a char table). A split is an
+iterable of (text, ends_document) pieces, so a long file can arrive in pieces and memory stays flat:
 
     splits = {"train": [(doc, True) for doc in train_docs], "val": [(doc, True) for doc in val_docs]}
     meta = write_dataset(Path("data/mine"), splits, tokenizer, {"dataset": "mine"})
-
-A split is an iterable of (text, ends_document) pieces: the writer puts the end-of-text id after each piece that ends
-a document, so a long file can arrive in pieces and memory stays flat however large the dataset is.
 """
 
 import os
 import pickle
+import re
 from collections import deque
 from collections.abc import Iterable, Iterator
+from itertools import chain
 from multiprocessing import Pool
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from haikugpt.files import WRITE_ERRORS, WriteError, atomic_write, explain, write_json
+from haikugpt.files import ROOT, WRITE_ERRORS, WriteError, explain, write_bytes, write_json
 from haikugpt.texts import decode_bytes
 from haikugpt.tokenizer import BPETokenizer, CharTokenizer, Tokenizer, train_bpe
 
+CORPUS_PATH = Path(__file__).with_name("haiku_corpus.txt")
 UINT16_LIMIT = 1 << 16  # .bin files store ids as uint16
 BATCH_BYTES = 1 << 20  # text handed to a worker at a time; large enough to hide the inter-process overhead
 
 Piece = tuple[str, bool]  # (text, ends_document)
 
 
+def check_options(val_fraction: float, tokenizer: str = "gpt2", tokenizers: tuple[str, ...] = ("gpt2",),
+                  vocab_size: int = 5120, inputs: list[Path] | None = None) -> None:  # fmt: skip
+    """One-line errors for the options the prepare scripts share, and for --input files that do not exist."""
+    if not 0 < val_fraction < 1:
+        raise ValueError(f"--val_fraction must be between 0 and 1, got {val_fraction}")
+    if tokenizer not in tokenizers:
+        raise ValueError(f"--tokenizer must be {', '.join(tokenizers[:-1])} or {tokenizers[-1]}, got {tokenizer!r}")
+    if tokenizer == "bpe" and not 257 <= vocab_size <= 65536:
+        raise ValueError(f"--vocab_size must be between 257 (the bytes and end-of-text) and 65,536, got {vocab_size}")
+    for path in inputs or []:  # checked before GPT-2's BPE files, which may need a download
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: {'a folder; pass each file' if path.is_dir() else 'no such file'}")
+
+
+def display_path(path: Path) -> str:
+    """A path as meta.json records it: relative to the repository when inside it."""
+    path = path.resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
 def cut_point(buf: bytes) -> int:
-    """Where to end a piece of buf: after a newline that has text on both sides where there is one, because GPT-2's
-    pre-tokenizer then splits the pieces exactly as it would split the whole; else after any newline; else at a
-    UTF-8 character boundary."""
-    end = len(buf)
-    for _ in range(1000):
-        i = buf.rfind(b"\n", 0, end)
-        if i < 1:
-            break
-        if i + 1 < len(buf) and not buf[i - 1 : i].isspace() and not buf[i + 1 : i + 2].isspace():
-            return i + 1
-        end = i
-    i = buf.rfind(b"\n")
-    if i >= 0:
+    """Where to end a piece of buf: after the last newline with text on both sides if there is one (GPT-2's
+    pre-tokenizer then splits the pieces as it would the whole), else after any newline, else at a character start."""
+    if m := re.match(rb"(?s:.*)\S\n(?=\S)", buf):  # match, not search: one backward scan
+        return m.end()
+    if (i := buf.rfind(b"\n")) >= 0:
         return i + 1
     i = len(buf)
     while i > 0 and len(buf) - i < 3 and 0x80 <= buf[i - 1] < 0xC0:  # step back over UTF-8 continuation bytes...
@@ -57,10 +68,7 @@ def read_pieces(path: Path, start: int = 0, stop: int | None = None) -> Iterator
         f.seek(start)
         left = (stop if stop is not None else os.path.getsize(path)) - start
         carry = b""
-        while left > 0:
-            block = f.read(min(BATCH_BYTES, left))
-            if not block:
-                break
+        while left > 0 and (block := f.read(min(BATCH_BYTES, left))):
             left -= len(block)
             buf = carry + block
             cut = cut_point(buf) if left > 0 else len(buf)
@@ -72,17 +80,14 @@ def read_pieces(path: Path, start: int = 0, stop: int | None = None) -> Iterator
 
 
 def learn_tokenizer(kind: str, texts: list[str], train: list[str], vocab_size: int = 5120) -> Tokenizer:
-    """The char table of all of a dataset's texts (so that every character has an id), or a BPE learnt from its
-    training texts (every text still encodes, as bytes): the same texts always give the same one. prepare/haiku.py and
-    prepare/labelled.py both build theirs here, so the same corpus gives both the same vocabulary."""
+    """The char table of all the texts, or a BPE learnt from the training texts: the same texts always give the same
+    one, so prepare/haiku.py and prepare/labelled.py give the same corpus the same vocabulary."""
     if kind == "char":
         return CharTokenizer.from_texts(texts)
     return BPETokenizer(train_bpe(train, vocab_size), name="bpe")
 
 
-_tokenizer: Tokenizer | None = (
-    None  # each worker's copy, set once by _init_worker so it is not pickled with every batch
-)
+_tokenizer: Tokenizer | None = None  # each worker's copy, set once so that it is not pickled with every batch
 
 
 def _init_worker(tokenizer: Tokenizer) -> None:
@@ -107,9 +112,9 @@ def encode_pieces(pieces: list[Piece], tokenizer: Tokenizer | None = None) -> np
 def _batches(pieces: Iterable[Piece]) -> Iterator[tuple[list[Piece], int]]:
     """Pieces grouped into batches of about BATCH_BYTES of text, with each batch's size in bytes."""
     batch, size = [], 0
-    for text, ends_document in pieces:
-        batch.append((text, ends_document))
-        size += len(text.encode())
+    for piece in pieces:
+        batch.append(piece)
+        size += len(piece[0].encode())
         if size >= BATCH_BYTES:
             yield batch, size
             batch, size = [], 0
@@ -117,18 +122,10 @@ def _batches(pieces: Iterable[Piece]) -> Iterator[tuple[list[Piece], int]]:
         yield batch, size
 
 
-def write_dataset(
-    out_dir: Path,
-    splits: dict[str, Iterable[Piece]],
-    tokenizer: Tokenizer,
-    meta: dict,
-    workers: int | None = None,
-    total_bytes: int | None = None,
-) -> dict:
-    """Tokenize each split on `workers` processes (default: every core) into out_dir/<split>.bin, then meta.json.
-
-    Each .bin is written under a temporary name and renamed only when every split has succeeded, so a failure
-    leaves no half-written file behind. Returns the meta written: `meta`, the tokenizer's fields and token counts."""
+def write_dataset(out_dir: Path, splits: dict[str, Iterable[Piece]], tokenizer: Tokenizer, meta: dict,
+                  workers: int | None = None, total_bytes: int | None = None) -> dict:  # fmt: skip
+    """Tokenize each split on `workers` processes (default: every core) into out_dir/<split>.bin, each renamed into
+    place only when every split has succeeded, then meta.json; return it: `meta`, the tokenizer's fields and counts."""
     if tokenizer.vocab_size > UINT16_LIMIT:
         raise ValueError(f"vocab_size {tokenizer.vocab_size} does not fit in uint16 (at most {UINT16_LIMIT} ids)")
     workers = workers or os.cpu_count() or 1
@@ -141,10 +138,8 @@ def write_dataset(
             for split, pieces in splits.items():
                 tokens[split] = 0
                 pending = deque()  # results in order; bounded, so unwritten ids do not pile up in memory
-                batches = _batches(pieces)
                 with open(temps[split], "wb") as f:
-                    while True:
-                        batch = next(batches, None)
+                    for batch in chain(_batches(pieces), [None]):  # None: the end, write what is pending
                         if batch is not None:
                             pending.append((pool.apply_async(encode_pieces, (batch[0],)), batch[1]))
                         while pending and (batch is None or len(pending) > 2 * workers or pending[0][0].ready()):
@@ -153,16 +148,14 @@ def write_dataset(
                             f.write(ids.tobytes())
                             tokens[split] += len(ids)
                             bar.update(size)
-                        if batch is None:
-                            break
         meta = {**meta, **tokenizer.meta(), "tokens": tokens}
         for split, temp in temps.items():
             os.replace(temp, out_dir / f"{split}.bin")
         write_json(out_dir / "meta.json", meta)
         if tokenizer.name == "char":  # nanoGPT's char table too, so that its sample.py decodes our checkpoints
-            table = {"vocab_size": tokenizer.vocab_size, "itos": dict(enumerate(tokenizer.chars))}
-            data = pickle.dumps({**table, "stoi": {c: i for i, c in table["itos"].items()}})
-            atomic_write(out_dir / "meta.pkl", lambda f: f.write(data), size=len(data))
+            itos = dict(enumerate(tokenizer.chars))
+            table = {"vocab_size": tokenizer.vocab_size, "itos": itos, "stoi": {c: i for i, c in itos.items()}}
+            write_bytes(out_dir / "meta.pkl", pickle.dumps(table))
         return meta
     except OSError as e:
         if isinstance(e, WriteError) or e.errno not in WRITE_ERRORS:

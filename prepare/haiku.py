@@ -1,28 +1,14 @@
-"""
-Prepare the haiku dataset: read, clean and deduplicate haiku, split them train/val, write train.bin, val.bin, meta.json.
+"""Prepare the haiku dataset: haiku read, cleaned, deduplicated and split into train.bin, val.bin and meta.json.
 
     python prepare/haiku.py                            # the embedded corpus, GPT-2 BPE -> data/haiku/
     python prepare/haiku.py --tokenizer char           # one id per character -> data/haiku_char/
     python prepare/haiku.py --tokenizer bpe            # a 5,120-token BPE learnt from the haiku -> data/haiku_bpe/
     python prepare/haiku.py --input all_haiku.csv --input mine.txt --val_fraction 0.05 --out_dir data/haiku_big
 
-Sources: prepare/haiku_corpus.txt unless --input is given (repeatable). The format comes from the file's extension:
-  .txt     plain text, one haiku per block, blocks separated by blank lines
-  .csv     Kaggle's "haiku dataset" layout (all_haiku.csv: line columns 0, 1, 2), or one text/haiku/poem column whose
-           lines are separated by " / " (statworx/haiku) or by newlines inside the quoted cell; a file without a
-           header row is recognised by its content. .tsv is the same, tab-separated.
-  .jsonl   JSON Lines (or .json: a list of objects) with a text/haiku/poem/content/lines field
-  .parquet the same fields, read with pyarrow (pip install pyarrow)
-A file that is not UTF-8 has its other lines read as cp1252 (Windows Latin-1), as an editor would.
-
-Each haiku is trimmed, inner spaces collapsed, one line per poem line joined by "\\n". Dropped, and counted in the
-report: empty rows, rows of more than 5 lines or 300 characters, rows that are not text (no letters, control
-characters), rows with undecodable bytes, and duplicates (compared ignoring case and punctuation). The split is by a
-hash of the haiku itself, so a haiku never lands in both splits and stays where it is when the corpus grows. Haiku
-are separated by the end-of-text id: GPT-2's <|endoftext|> (50256), or id 0 in the char table.
-
-GPT-2's BPE needs tiktoken's two GPT-2 files, downloaded on first use; offline, copy a tiktoken cache that holds them
-and point TIKTOKEN_CACHE_DIR at it.
+--input (default prepare/haiku_corpus.txt): .txt, haiku between blank lines; .csv or .tsv, Kaggle's all_haiku.csv
+(line columns 0, 1, 2) or a text/haiku/poem column, lines split by " / " or newlines (else columns found by content);
+.jsonl, .json or .parquet, a text/haiku/poem/content/lines field. Dropped and counted: empty, over 5 lines or 300
+characters, not text, undecodable, duplicates (ignoring case and punctuation).
 """
 
 import argparse
@@ -39,13 +25,12 @@ from haikugpt.files import ROOT, one_line_errors  # noqa: E402
 from haikugpt.haiku.verse import is_575  # noqa: E402
 from haikugpt.texts import UNREADABLE, dedupe_key, read_rows, split_texts  # noqa: E402
 from haikugpt.tokenizer import gpt2_tokenizer  # noqa: E402
-from prepare.common import learn_tokenizer, write_dataset  # noqa: E402
+from prepare.common import CORPUS_PATH, check_options, display_path, learn_tokenizer, write_dataset  # noqa: E402
 
-CORPUS_PATH = Path(__file__).with_name("haiku_corpus.txt")
-MAX_LINES = 5
-MAX_CHARS = 300
+MAX_LINES, MAX_CHARS = 5, 300  # a longer haiku is dropped
 LINE_FIELDS = ("0", "1", "2")  # Kaggle's all_haiku.csv: one column per line
 TEXT_FIELDS = ("text", "haiku", "poem", "content", "lines")  # one field holding the whole haiku
+TOKENIZERS = ("gpt2", "bpe", "char")
 LETTER = re.compile(r"[^\W\d_]")
 CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")  # Unicode's control characters, less "\n"
 
@@ -59,45 +44,31 @@ def pick_fields(names: list) -> list | None:
 
 
 def guess_csv_columns(rows: list[list[str]]) -> tuple[list[int], bool] | None:
-    """For a CSV whose header names no haiku column (or that has no header): the column(s) whose content looks like
-    haiku, and whether the first row is a header. One column of multi-line text wins; else three adjacent columns
-    of short text lines (Kaggle's layout without its header)."""
-    sample = rows[1:200] or rows
-
-    def cell(row: list[str], i: int) -> str:
-        return row[i] if i < len(row) else ""
-
-    def share(columns: list[int], test) -> float:
-        return sum(all(test(cell(row, i)) for i in columns) for row in sample) / len(sample)
-
-    def is_poem(text: str) -> bool:
-        return 2 <= len(re.split(r"\n|\s+/\s+", text.strip())) <= MAX_LINES and len(text) <= MAX_CHARS
-
-    def is_line(text: str) -> bool:
-        return "\n" not in text and " " in text.strip() and len(text) <= 100
-
-    width = max(len(row) for row in rows)
-    columns = next(([i] for i in range(width) if share([i], is_poem) >= 0.5), None)
-    if columns is None:
-        triples = ([i, i + 1, i + 2] for i in range(width - 2))
-        columns = next((c for c in triples if share(c, is_line) >= 0.5), None)
-    if columns is None:
+    """For a CSV whose header names no haiku column (or that has no header; rows padded to one width): the column(s)
+    whose content looks like haiku in half the rows, and whether the first row is a header. One column of multi-line
+    text wins; else three adjacent columns of short text lines (Kaggle's layout without its header)."""
+    sample, width = rows[1:200] or rows, len(rows[0])
+    share = lambda columns, test: sum(all(test(row[i]) for i in columns) for row in sample) / len(sample)
+    is_poem = lambda text: 2 <= len(re.split(r"\n|\s+/\s+", text.strip())) <= MAX_LINES and len(text) <= MAX_CHARS
+    is_line = lambda text: "\n" not in text and " " in text.strip() and len(text) <= 100
+    poems = ([i] for i in range(width) if share([i], is_poem) >= 0.5)
+    lines = (c for c in ([i, i + 1, i + 2] for i in range(width - 2)) if share(c, is_line) >= 0.5)
+    if (columns := next(poems, None) or next(lines, None)) is None:
         return None
-    has_header = all(cell(rows[0], i).strip() and not any(c.isspace() for c in cell(rows[0], i)) for i in columns)
-    return columns, has_header
+    return columns, all(rows[0][i].strip() and not any(c.isspace() for c in rows[0][i]) for i in columns)
 
 
 def read_source(path: Path) -> tuple[list, dict]:
     """Raw haiku values from one file (a string, a list of line cells, None or UNREADABLE), and what was learned
     reading it (format, the fields chosen, lines read as cp1252)."""
-    if path.is_dir():
-        raise ValueError(f"{path} is a folder; pass each file with --input")
     rows, names, info = read_rows(path)
     info["path"] = display_path(path)
     if info["format"] == "text":
         return rows, info
     fields = pick_fields(names)
     if info["format"] in ("csv", "tsv"):
+        width = max(map(len, rows))
+        rows = [row + [""] * (width - len(row)) for row in rows]
         if fields is not None:
             columns, has_header = [names.index(f) for f in fields], True
             info["fields"] = f"column(s) {', '.join(fields)}"
@@ -107,7 +78,7 @@ def read_source(path: Path) -> tuple[list, dict]:
                               f"{'' if has_header else ', no header row'}")  # fmt: skip
         else:
             raise no_fields_error(path, names)
-        cells = [[row[i] if i < len(row) else "" for i in columns] for row in rows[1 if has_header else 0 :]]
+        cells = [[row[i] for i in columns] for row in rows[1 if has_header else 0 :]]
         return [c[0] if len(c) == 1 else c for c in cells], info
     if fields is None:
         if any(isinstance(r, str) for r in rows):
@@ -155,9 +126,8 @@ def normalise(value) -> tuple[str | None, str | None]:
 
 def load_haiku(paths: list[Path]) -> tuple[list[str], dict]:
     """The kept haiku from all sources, in order, and the counts for the report."""
-    kept, seen = [], set()
+    kept, seen, sources = [], set(), []
     counts = {"read": 0, "kept": 0, "dropped": Counter(), "duplicates": 0}
-    sources = []
     for path in paths:
         values, info = read_source(path)
         info["read"], info["kept"] = len(values), 0
@@ -179,31 +149,12 @@ def load_haiku(paths: list[Path]) -> tuple[list[str], dict]:
     return kept, {"sources": sources, "counts": counts}
 
 
-def display_path(path: Path) -> str:
-    """A path as meta.json records it: relative to the repository when inside it."""
-    path = path.resolve()
-    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
-
-
-def prepare(
-    inputs: list[Path] | None = None,
-    out_dir: Path | None = None,
-    tokenizer: str = "gpt2",
-    val_fraction: float = 0.1,
-    encoding: tiktoken.Encoding | None = None,
-    vocab_size: int = 5120,
-) -> dict:
+def prepare(inputs: list[Path] | None = None, out_dir: Path | None = None, tokenizer: str = "gpt2",
+            val_fraction: float = 0.1, encoding: tiktoken.Encoding | None = None,
+            vocab_size: int = 5120) -> dict:  # fmt: skip
     """Read, clean, split and tokenize; print the report; return the meta.json written (`encoding` replaces GPT-2's)."""
-    if not 0 < val_fraction < 1:
-        raise ValueError(f"--val_fraction must be between 0 and 1, got {val_fraction}")
-    if tokenizer not in ("gpt2", "bpe", "char"):
-        raise ValueError(f"--tokenizer must be gpt2, bpe or char, got {tokenizer!r}")
-    if tokenizer == "bpe" and not 257 <= vocab_size <= 65536:
-        raise ValueError(f"--vocab_size must be between 257 (the bytes and end-of-text) and 65,536, got {vocab_size}")
+    check_options(val_fraction, tokenizer, TOKENIZERS, vocab_size, inputs)
     out_dir = out_dir or ROOT / "data" / ("haiku" if tokenizer == "gpt2" else f"haiku_{tokenizer}")
-    for path in inputs or []:  # the files named first, then what they need (GPT-2's BPE files may need a download)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: {'a folder; pass each file' if path.is_dir() else 'no such file'}")
     bpe = gpt2_tokenizer(encoding) if tokenizer == "gpt2" else None  # before the reading: missing BPE files fail fast
     haiku, meta = load_haiku(inputs or [CORPUS_PATH])
     train, val = split_texts(haiku, val_fraction)
@@ -234,7 +185,7 @@ def print_report(meta: dict, out_dir: Path) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--input", type=Path, action="append", help="a haiku file (repeatable); default: the corpus")
-    parser.add_argument("--tokenizer", choices=("gpt2", "bpe", "char"), default="gpt2",
+    parser.add_argument("--tokenizer", choices=TOKENIZERS, default="gpt2",
                         help="GPT-2's BPE, a BPE learnt from these haiku, or one id per character")  # fmt: skip
     parser.add_argument("--vocab_size", type=int, default=5120, help="of a learnt BPE (--tokenizer bpe)")
     parser.add_argument("--val_fraction", type=float, default=0.1)

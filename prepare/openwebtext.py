@@ -1,25 +1,18 @@
-"""
-Prepare OpenWebText for pretraining GPT-2 from scratch (config/train_gpt2.py): ~8M web pages, ~9B GPT-2 tokens.
+"""Prepare OpenWebText for pretraining GPT-2 from scratch (config/train_gpt2.py): ~8M web pages, ~9B GPT-2 tokens.
 
     pip install datasets
-    python prepare/openwebtext.py                   # -> data/openwebtext/ (train.bin ~17 GB, plus ~55 GB of HF cache)
+    python prepare/openwebtext.py                   # train.bin ~17 GB, plus ~55 GB of HF cache -> data/openwebtext/
     python prepare/openwebtext.py --workers 8 --out_dir /scratch/openwebtext
     python prepare/openwebtext.py --hf_dataset HuggingFaceFW/fineweb-edu --hf_config sample-10BT --out_dir data/fineweb
 
-Why OpenWebText: it is the open re-creation of WebText, the data GPT-2 was trained on, and the dataset nanoGPT
-reproduces GPT-2 (124M) with, so a run's val loss compares directly with nanoGPT's published curves and with OpenAI's
-checkpoints evaluated on it. FineWeb-Edu (a 10B-token sample, as above) gets to a given HellaSwag score with fewer
-tokens; its Hub copy is plain Parquet, while OpenWebText's was published with a loading script that `datasets` 4 and
-later refuse to run: if loading fails that way, `pip install "datasets<4"` or take FineWeb-Edu.
-
-A document goes to val by a hash of its text (--val_fraction, default 0.0005 as nanoGPT: ~4,000 documents, ~4M
-tokens), so the split is stable. Each split is one pass over the Hugging Face cache, tokenized with GPT-2's BPE on
-every core and written to disk in ~1 MB batches, so memory stays flat; every id is checked to fit in uint16.
+OpenWebText re-creates GPT-2's WebText (nanoGPT's dataset: val losses compare with nanoGPT's and OpenAI's); FineWeb-Edu
+needs fewer tokens for a given HellaSwag score. If `datasets` 4 or later refuses OpenWebText's loading script,
+`pip install "datasets<4"`. A document goes to val by a hash of its text (~4M tokens at --val_fraction 0.0005).
 """
 
 import argparse
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -29,7 +22,7 @@ import tiktoken  # noqa: E402
 from haikugpt.files import ROOT, one_line_errors  # noqa: E402
 from haikugpt.texts import split_hash  # noqa: E402
 from haikugpt.tokenizer import gpt2_tokenizer  # noqa: E402
-from prepare.common import write_dataset  # noqa: E402
+from prepare.common import check_options, write_dataset  # noqa: E402
 
 
 def load_documents(hf_dataset: str, hf_config: str | None, text_field: str, workers: int | None) -> Callable:
@@ -45,33 +38,19 @@ def load_documents(hf_dataset: str, hf_config: str | None, text_field: str, work
         raise RuntimeError(f"loading {hf_dataset} from the Hugging Face Hub failed: {reason}") from e
     if text_field not in ds.column_names:
         raise ValueError(f"{hf_dataset} has no column {text_field!r} (it has {', '.join(ds.column_names)})")
-
-    def documents() -> Iterator[str]:
-        for batch in ds.iter(batch_size=1000):
-            yield from batch[text_field]
-
-    return documents
+    return lambda: (doc for batch in ds.iter(batch_size=1000) for doc in batch[text_field])
 
 
-def prepare(
-    hf_dataset: str = "Skylion007/openwebtext",
-    hf_config: str | None = None,
-    text_field: str = "text",
-    out_dir: Path | None = None,
-    val_fraction: float = 0.0005,
-    workers: int | None = None,
-    encoding: tiktoken.Encoding | None = None,
-) -> dict:
+def prepare(hf_dataset: str = "Skylion007/openwebtext", hf_config: str | None = None, text_field: str = "text",
+            out_dir: Path | None = None, val_fraction: float = 0.0005, workers: int | None = None,
+            encoding: tiktoken.Encoding | None = None) -> dict:  # fmt: skip
     """Download (once), split and tokenize into out_dir (default data/openwebtext); return the meta.json written."""
-    if not 0 < val_fraction < 1:
-        raise ValueError(f"--val_fraction must be between 0 and 1, got {val_fraction}")
+    check_options(val_fraction)
     tok = gpt2_tokenizer(encoding)  # before the download, so a missing BPE file does not cost hours
     documents = load_documents(hf_dataset, hf_config, text_field, workers)
     out_dir = out_dir or ROOT / "data" / "openwebtext"
-    splits = {
-        "train": ((doc, True) for doc in documents() if doc and split_hash(doc) >= val_fraction),
-        "val": ((doc, True) for doc in documents() if doc and split_hash(doc) < val_fraction),
-    }
+    splits = {"train": ((doc, True) for doc in documents() if doc and split_hash(doc) >= val_fraction),
+              "val": ((doc, True) for doc in documents() if doc and split_hash(doc) < val_fraction)}  # fmt: skip
     meta = {"dataset": hf_dataset.split("/")[-1], "sources": [hf_dataset, hf_config], "val_fraction": val_fraction}
     meta = write_dataset(out_dir, splits, tok, meta, workers)
     print(f"train: {meta['tokens']['train']:,} tokens; val: {meta['tokens']['val']:,} tokens; wrote {out_dir}")

@@ -1,5 +1,4 @@
-"""
-Prepare any text for training: text files, or folders of them, into train.bin / val.bin, one document per file.
+"""Prepare any text for training: text files, or folders of them, into train.bin / val.bin, one document per file.
 
     python prepare/text.py --input input.txt --name shakespeare_char --tokenizer char   # -> data/shakespeare_char/
     python prepare/text.py --input input.txt --name shakespeare                         # GPT-2 BPE -> data/shakespeare/
@@ -8,12 +7,8 @@ Prepare any text for training: text files, or folders of them, into train.bin / 
 The tiny Shakespeare of nanoGPT's demos is one download away:
     curl -O https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt
 
-Files are read in sorted order (folders recursively, the files matching --pattern), each one document followed by the
-end-of-text id. The val split is the last --val_fraction of the text, cut at a line break, as nanoGPT cuts
-Shakespeare: held-out text the model has never seen a line of. Files are streamed in pieces of about 1 MB and
-tokenized on every core, so memory stays flat however large the input is. A file that is not UTF-8 has its other lines
-read as cp1252. The char tokenizer's table is every character of the input (one extra pass over it), sorted, after
-id 0 for end-of-text.
+Files are read in sorted order (folders recursively), each followed by end-of-text; val is the last --val_fraction of
+the text, cut at a line break, as nanoGPT cuts Shakespeare. Files stream in ~1 MB pieces, so memory stays flat.
 """
 
 import argparse
@@ -28,7 +23,7 @@ import tiktoken  # noqa: E402
 
 from haikugpt.files import ROOT, one_line_errors  # noqa: E402
 from haikugpt.tokenizer import CharTokenizer, gpt2_tokenizer  # noqa: E402
-from prepare.common import Piece, read_pieces, write_dataset  # noqa: E402
+from prepare.common import Piece, check_options, read_pieces, write_dataset  # noqa: E402
 
 Segment = tuple[Path, int, int, bool]  # (file, start byte, stop byte, the document ends at stop)
 
@@ -57,8 +52,7 @@ def line_start(path: Path, offset: int) -> int:
         f.seek(offset)
         pos = offset
         while block := f.read(1 << 16):
-            i = block.find(b"\n")
-            if i >= 0:
+            if (i := block.find(b"\n")) >= 0:
                 return pos + i + 1
             pos += len(block)
         f.seek(offset)
@@ -90,40 +84,24 @@ def split_files(files: list[Path], val_fraction: float) -> tuple[list[Segment], 
 
 
 def pieces(segments: list[Segment]) -> Iterator[Piece]:
-    """The text of the segments in pieces; the last piece of a document says so, for the end-of-text id."""
+    """The text of the segments in pieces; an empty piece ends each document, for the end-of-text id."""
     for path, start, stop, ends_document in segments:
-        previous = None
-        for text in read_pieces(path, start, stop):
-            if previous is not None:
-                yield previous, False
-            previous = text
-        if previous is not None:
-            yield previous, ends_document
+        yield from ((text, False) for text in read_pieces(path, start, stop))
+        if ends_document and stop > start:
+            yield "", True
 
 
-def prepare(
-    inputs: list[Path],
-    name: str | None = None,
-    out_dir: Path | None = None,
-    tokenizer: str = "gpt2",
-    val_fraction: float = 0.1,
-    pattern: str = "*.txt",
-    workers: int | None = None,
-    encoding: tiktoken.Encoding | None = None,
-) -> dict:
+def prepare(inputs: list[Path], name: str | None = None, out_dir: Path | None = None, tokenizer: str = "gpt2",
+            val_fraction: float = 0.1, pattern: str = "*.txt", workers: int | None = None,
+            encoding: tiktoken.Encoding | None = None) -> dict:  # fmt: skip
     """Tokenize the inputs into out_dir (default data/<name>); return the meta.json written."""
-    if not 0 < val_fraction < 1:
-        raise ValueError(f"--val_fraction must be between 0 and 1, got {val_fraction}")
+    check_options(val_fraction, tokenizer, ("gpt2", "char"))
     files = list_files(inputs, pattern)
     train, val = split_files(files, val_fraction)
     name = name or inputs[0].resolve().stem
     out_dir = out_dir or ROOT / "data" / name
-    if tokenizer == "char":
-        tok = CharTokenizer.from_texts(text for text, _ in pieces(train + val))
-    elif tokenizer == "gpt2":
-        tok = gpt2_tokenizer(encoding)
-    else:
-        raise ValueError(f"--tokenizer must be gpt2 or char, got {tokenizer!r}")
+    texts = (text for text, _ in pieces(train + val))  # read only for a char table
+    tok = CharTokenizer.from_texts(texts) if tokenizer == "char" else gpt2_tokenizer(encoding)
     total = sum(os.path.getsize(f) for f in files)
     sources = [str(p.resolve()) for p in inputs]
     meta = {"dataset": name, "sources": sources, "files": len(files), "bytes": total, "val_fraction": val_fraction}

