@@ -43,29 +43,19 @@ CONV1D_WEIGHTS = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight",
 def build_checkpoint(
     model: GPT, config: dict, meta: dict | None, resolved: dict | None = None, optimizer=None, scaler=None,
     iter_num: int = 0, best_val_loss: float = float("inf"), best: dict | None = None, rng: list | None = None,
-    sampler: list | None = None, weights: dict | None = None,
+    sampler: list | None = None,
 ) -> dict:  # fmt: skip
-    """The checkpoint of an unwrapped, uncompiled model (weights: its state_dict, unless given) and what a resumed
-    run needs to continue exactly; of LoRA adapters on pretrained weights, the adapters alone and their base."""
-    weights = model.state_dict() if weights is None else weights
-    base = getattr(model, "base", None) if model.config.lora_rank else None
+    """The checkpoint of an unwrapped, uncompiled model and what a resumed run needs to continue exactly; of LoRA
+    adapters on pretrained weights, the adapters alone and their base."""
+    weights, base = model.state_dict(), getattr(model, "base", None) if model.config.lora_rank else None
     if base:
         weights = {k: v for k, v in weights.items() if k.endswith(("lora_A", "lora_B"))}
-    return {
-        "model": weights,
-        "base": base,
-        "optimizer": optimizer.state_dict() if optimizer is not None else None,
-        "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
-        "model_args": model_args(model.config),
-        "config": dict(config),
-        "resolved": dict(resolved or {}),
-        "iter_num": iter_num,
-        "best_val_loss": best_val_loss,
-        "best": best or {"metric": "val/loss", "value": best_val_loss},
-        "rng": rng,
-        "sampler": sampler,
-        "meta": meta,
-    }
+    return {"model": weights, "base": base, "optimizer": optimizer.state_dict() if optimizer is not None else None,
+            "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
+            "model_args": model_args(model.config), "config": dict(config), "resolved": dict(resolved or {}),
+            "iter_num": iter_num, "best_val_loss": best_val_loss,
+            "best": best or {"metric": "val/loss", "value": best_val_loss}, "rng": rng, "sampler": sampler,
+            "meta": meta}  # fmt: skip
 
 
 def model_args(config: GPTConfig) -> dict:
