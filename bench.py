@@ -24,9 +24,9 @@ import tiktoken
 import torch
 
 from haikugpt.checkpoint import load_pretrained
-from haikugpt.device import matmul_flops, peak_flops, resolve_device
 from haikugpt.files import ROOT, one_line_errors
 from haikugpt.tokenizer import EOT, GPT2_PATTERN, BPETokenizer, CharTokenizer
+from haikugpt.training import matmul_flops, peak_flops, resolve_device
 from model import GPT, GPTConfig
 
 GPT2_124M = {"n_layer": 12, "n_head": 12, "n_embd": 768}
@@ -57,8 +57,21 @@ def bench_generate(device: torch.device, prompt_len: int = 16, new_tokens: int =
         model = load_pretrained(tmp).eval()
     greedy = dict(max_new_tokens=new_tokens, temperature=0)
     if device.type == "cuda":
-        return bench_generate_cuda(model.to(device), device, prompt_len, greedy)
-    weights = (sum(p.numel() for p in model.parameters()) - model.transformer.wpe.weight.numel()) * 4
+        model, rows = model.to(device), {}
+        print(f"== generate: GPT-2 124M (random weights), bfloat16 autocast on {device}, {new_tokens} new tokens, "
+              "greedy")  # fmt: skip
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            for batch in (1, 16):
+                prompt = torch.randint(0, 50257, (batch, prompt_len), device=device)
+                model.generate(prompt, 4, temperature=0)
+                rows[batch] = (prompt, *timed(lambda: model.generate(prompt, **greedy), repeat=3))  # noqa: B023
+            for batch, (prompt, t, eager) in rows.items():  # compiling changes the model: every eager run first
+                t_first, t_compiled, compiled = compile_and_time(model, prompt, greedy)
+                print(f"batch {batch:>2}: eager {batch * new_tokens / t:9,.0f} tok/s; compiled blocks "
+                      f"{batch * new_tokens / t_compiled:9,.0f} tok/s ({t / t_compiled:.2f}x, {t_first:.0f} s first "
+                      f"run); same tokens: {torch.equal(eager, compiled)}", flush=True)  # fmt: skip
+        return
+    weights = model.num_params() * 4  # bytes, in float32
     x = torch.ones(2**28, device=device)  # 1 GB, summed: the bytes per second memory can be read at, best of 5
     limit = x.numel() * 4 / timed(lambda: x.sum().item(), repeat=5)[0] / weights
     print(f"== generate: GPT-2 124M (random weights), float32, {device}, {prompt_len}-token prompt, {new_tokens} new"
@@ -69,14 +82,11 @@ def bench_generate(device: torch.device, prompt_len: int = 16, new_tokens: int =
         model.generate(prompt, 4, temperature=0)  # warm up
         hf_kw = dict(max_new_tokens=new_tokens, do_sample=False, pad_token_id=50256,
                      attention_mask=torch.ones_like(prompt))  # fmt: skip
-        with torch.no_grad():
-            hf.generate(prompt, **{**hf_kw, "max_new_tokens": 4})
-            t_ours, t_hf = float("inf"), float("inf")
-            for _ in range(3):  # alternating, so that other work on the machine slows both alike
-                t, ours = timed(lambda: model.generate(prompt, **greedy))  # noqa: B023
-                t_ours = min(t_ours, t)
-                t, theirs = timed(lambda: hf.generate(prompt, **hf_kw))  # noqa: B023
-                t_hf = min(t_hf, t)
+        hf.generate(prompt, **{**hf_kw, "max_new_tokens": 4})  # generate runs under no_grad, as ours does
+        # alternating, so that other work on the machine slows both alike; each one's best run
+        runs = [[timed(lambda: model.generate(prompt, **greedy)), timed(lambda: hf.generate(prompt, **hf_kw))]  # noqa: B023
+                for _ in range(3)]  # fmt: skip
+        (t_ours, ours), (t_hf, theirs) = (min(column, key=lambda run: run[0]) for column in zip(*runs))
         print(f"{batch:>5} {batch * new_tokens / t_ours:11.1f} {batch * new_tokens / t_hf:13.1f} {t_hf / t_ours:5.2f}x"
               f" {new_tokens / t_ours / limit:10.0%} {torch.equal(ours, theirs)!s:>12}", flush=True)  # fmt: skip
     prompt = prompt[:1]
@@ -93,24 +103,8 @@ def compile_and_time(model: GPT, prompt: torch.Tensor, greedy: dict) -> tuple[fl
     """Compile the blocks as sample.py --compile=True does; the first run's time, then the best of two."""
     for block in model.transformer.h:
         block.compile(dynamic=True)
-    t_first, _ = timed(lambda: model.generate(prompt, **greedy))
-    t, out = timed(lambda: model.generate(prompt, **greedy), repeat=2)
-    return t_first, t, out
-
-
-def bench_generate_cuda(model: GPT, device: torch.device, prompt_len: int, greedy: dict) -> None:
-    new_tokens, rows = greedy["max_new_tokens"], {}
-    print(f"== generate: GPT-2 124M (random weights), bfloat16 autocast on {device}, {new_tokens} new tokens, greedy")
-    with torch.autocast("cuda", dtype=torch.bfloat16):
-        for batch in (1, 16):
-            prompt = torch.randint(0, 50257, (batch, prompt_len), device=device)
-            model.generate(prompt, 4, temperature=0)
-            rows[batch] = (prompt, *timed(lambda: model.generate(prompt, **greedy), repeat=3))  # noqa: B023
-        for batch, (prompt, t, eager) in rows.items():
-            t_first, t_compiled, compiled = compile_and_time(model, prompt, greedy)
-            print(f"batch {batch:>2}: eager {batch * new_tokens / t:9,.0f} tok/s; compiled blocks "
-                  f"{batch * new_tokens / t_compiled:9,.0f} tok/s ({t / t_compiled:.2f}x, {t_first:.0f} s first run); "
-                  f"same tokens: {torch.equal(eager, compiled)}", flush=True)  # fmt: skip
+    run = lambda: model.generate(prompt, **greedy)
+    return timed(run)[0], *timed(run, repeat=2)
 
 
 def write_random_bins(folder: Path, vocab: int, tokens: int = 400_000) -> Path:
@@ -146,11 +140,10 @@ def bench_train(device: torch.device, warmup: int = 2) -> None:
         shapes = {"GPT-2 124M": ({**GPT2_124M, "block_size": 1024, "batch_size": 16}, 50257, 20)}
         variants = [("bfloat16", True, "kept"), ("bfloat16", False, "kept")]
     else:
-        small = dict(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=64)
         # name: (model and batch keys, vocab of the random bins, steps timed: more where they are cheap)
-        shapes = {"char 4x128": (small, 61, 20),
+        shapes = {"char 4x128": (dict(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=64), 61, 20),
                   "GPT-2 124M": ({**GPT2_124M, "block_size": 256, "batch_size": 4}, 50257, 6)}  # fmt: skip
-        # "plain": glibc's default allocator (MALLOC_MMAP_MAX_=65536, glibc's default, turns device.keep_freed_memory
+        # "plain": glibc's default allocator (MALLOC_MMAP_MAX_=65536, glibc's default, turns training.keep_freed_memory
         # off); "kept": what train.py does on CPU
         modes = ((False, "plain"), (False, "kept"), (True, "kept"))
         variants = [(dtype, compile, freed) for dtype in ("float32", "bfloat16") for compile, freed in modes]
@@ -162,8 +155,7 @@ def bench_train(device: torch.device, warmup: int = 2) -> None:
     print(f"== train on {device}: median step after {warmup} warmup, random tokens; MFU as train.py logs it against "
           f"{peak_flops(device) / 1e12:.0f} TFLOP/s; 'first' includes compiling; 'memory': peak (GPU, or process "
           "RSS)")  # fmt: skip
-    header = ["shape", "dtype", "compile", "freed", "ms/step", "best", "tok/s", "mfu", "vs first", "first", "memory"]
-    print("{:<11} {:<9} {:<8} {:<6} {:>8} {:>8} {:>8} {:>6} {:>9} {:>6} {:>8}".format(*header))
+    print("shape       dtype     compile  freed   ms/step     best    tok/s    mfu  vs first  first   memory")
     fixed = {"eval_interval": 10**9, "eval_iters": 1, "gradient_accumulation_steps": 1, "warmup_iters": 0}
     for name, (keys, vocab, steps) in shapes.items():
         with tempfile.TemporaryDirectory() as tmp:
@@ -192,15 +184,27 @@ def bench_finetune(device: torch.device, warmup: int = 2, steps: int = 5) -> Non
               f"first step {r['first']:.1f} s, peak memory {r['memory']:,.0f} MB")  # fmt: skip
 
 
+# Runs a script as `python script args` would, and reports its peak memory at exit: VmHWM starts afresh at exec, where
+# ru_maxrss (wait4) counts the process it was spawned from, so a child of a big pytest process would read pytest's size.
+PEAK_AT_EXIT = """import atexit, os, re, resource, runpy, sys
+def peak_kb():
+    if os.path.exists("/proc/self/status"):
+        return int(re.search(r"VmHWM:\\s+(\\d+)", open("/proc/self/status").read())[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+atexit.register(lambda: print(f"peak_kb {peak_kb()}", file=sys.stderr))
+sys.argv = sys.argv[1:]
+sys.path[0] = os.path.dirname(os.path.abspath(sys.argv[0]))
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
 def run_peak_mb(cmd: list[str], env: dict) -> float:
-    """Run cmd, raising if it fails; its peak resident memory in MB (Linux: ru_maxrss is in KB)."""
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    stderr = proc.stderr.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    """Run cmd (python, a script, its arguments), raising if it fails; its peak resident memory in MB."""
+    proc = subprocess.run([cmd[0], "-c", PEAK_AT_EXIT, *cmd[1:]], env=env, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True)  # fmt: skip
     if proc.returncode:
-        raise subprocess.CalledProcessError(proc.returncode, cmd, stderr=stderr)
-    return usage.ru_maxrss / 1024
+        raise subprocess.CalledProcessError(proc.returncode, cmd, stderr=proc.stderr)
+    return int(proc.stderr.rsplit("peak_kb ", 1)[1].split()[0]) / 1024
 
 
 def stand_in_encoding(corpus: str = "") -> tiktoken.Encoding:
@@ -224,8 +228,7 @@ def peak_kb() -> int:
 
 
 def prepare_in_process(path: str, tokenizer: str, corpus_path: str) -> None:
-    """prepare/text.py on path, run by bench_prepare in a fresh process so that its peak memory is this run's alone;
-    prints the seconds, tokens and peak memory (its own before and after, and its largest worker's) as JSON."""
+    """prepare/text.py on path, in a fresh process of its own (bench_prepare's): seconds, tokens and peak KB as JSON."""
     from prepare import text
 
     encoding = stand_in_encoding(Path(corpus_path).read_text()) if tokenizer == "gpt2" else None
@@ -236,33 +239,30 @@ def prepare_in_process(path: str, tokenizer: str, corpus_path: str) -> None:
                       "child_kb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}))  # fmt: skip
 
 
-def bench_prepare(device: torch.device | None = None, repo: Path = ROOT, sizes_mb: tuple[int, ...] = (25, 100)) -> None:
-    """prepare/text.py's throughput (MB of text per second, every core) for the char and BPE tokenizers, and its peak
-    memory at two input sizes: the embedded haiku corpus repeated to each size (repo: this file's folder)."""
-    corpus_path = repo / "prepare" / "haiku_corpus.txt"
+def bench_prepare(device: torch.device | None = None, sizes_mb: tuple[int, ...] = (25, 100)) -> None:
+    """prepare/text.py's speed (MB/s, every core) and peak memory, char and BPE, on the corpus repeated to two sizes."""
+    corpus_path = ROOT / "prepare" / "haiku_corpus.txt"
     corpus = corpus_path.read_text() + "\n"
     print(f"prepare/text.py on the haiku corpus repeated; {os.cpu_count()} worker processes, one per core")
     print("  gpt2: GPT-2's files cannot be downloaded here, so a tiktoken Encoding built locally stands in: GPT-2's")
     print("  pre-tokenizer pattern (most of tiktoken's cost), the 256 bytes, the corpus's pieces as tokens, 50,257 ids")
     print("  peak memory: the main process (VmHWM), the largest worker (ru_maxrss), the main process before the run")
-    print(f"{'tokenizer':>9} {'input MB':>9} {'seconds':>8} {'MB/s':>6} {'tokens':>12} "
-          f"{'peak MB main/worker/before':>27}")  # fmt: skip
-    measure = [sys.executable, "-c", "import bench, sys; bench.prepare_in_process(*sys.argv[1:])"]  # run in repo
+    print("tokenizer  input MB  seconds   MB/s       tokens  peak MB main/worker/before")
+    measure = [sys.executable, "-c", "import bench, sys; bench.prepare_in_process(*sys.argv[1:])"]  # run in ROOT
     with tempfile.TemporaryDirectory() as tmp:
         paths = [Path(tmp) / f"{size}.txt" for size in sizes_mb]
         for size, path in zip(sizes_mb, paths):
             path.write_text(corpus * (size * 10**6 // len(corpus.encode()) + 1))
         for tokenizer, path in [(t, p) for t in ("char", "gpt2") for p in paths]:
-            out = subprocess.check_output([*measure, path, tokenizer, corpus_path], cwd=repo, stderr=subprocess.DEVNULL)
+            out = subprocess.check_output([*measure, path, tokenizer, corpus_path], cwd=ROOT, stderr=subprocess.DEVNULL)
             r, mb = json.loads(out.splitlines()[-1]), path.stat().st_size / 1e6
             peak = f"{r['self_kb'] / 1024:.0f} / {r['child_kb'] / 1024:.0f} / {r['before_kb'] / 1024:.0f}"
             print(f"{tokenizer:>9} {mb:9.1f} {r['seconds']:8.1f} {mb / r['seconds']:6.1f} {r['tokens']:12,} {peak:>27}")
 
 
 def bench_sample(device: torch.device, demo: Path = ROOT / "out-haiku-bpe") -> None:
-    """Sampling with the defaults (5-7-5 and the haiku's rules, with particles) against free sampling: 100 haiku from
-    the demo checkpoint, command to finish; and per step with a GPT-2 124M shape (random weights, the stand-in GPT-2
-    BPE), 10 haiku in a batch under the same rules, one particle each."""
+    """Sampling with the defaults (5-7-5, the haiku's rules, particles) against free: 100 haiku from the demo model,
+    command to finish; per step, a GPT-2 124M shape (random weights, stand-in BPE), 10 haiku a batch, one particle."""
     from haikugpt.haiku.form import FormConstraint, Lexicon, Rules
     from haikugpt.haiku.verse import read_season_words
 

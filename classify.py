@@ -1,9 +1,8 @@
 """
-Fine-tune a GPT to classify texts, judged by accuracy, precision, recall and F1: a linear head on the hidden state of
-each text's last token (its end-of-text), all weights trained (or LoRA adapters and the head). Keys, config files and
-overrides are train.py's plus the few below (`python classify.py --help`); the outputs too, with best.pt the best val
-macro F1, and out_dir/eval.json: the kept model's scores on the val split (accuracy, macro_f1, majority_baseline,
-per_class precision, recall, F1 and support, confusion[true][predicted]), printed as a table at every eval.
+Fine-tune a GPT to classify texts: a linear head on the hidden state of each text's last token (its end-of-text), all
+weights trained (or LoRA adapters and the head). Keys, config files, overrides and outputs are train.py's plus the few
+below (`python classify.py --help`); best.pt holds the best val macro F1. Every eval prints the val scores as a table;
+out_dir/eval.json holds the kept model's (accuracy, macro_f1, majority_baseline, per_class, confusion[true][predicted]).
 
     python prepare/labelled.py --tokenizer=char          # the embedded haiku by season -> data/haiku_seasons_char
     python classify.py config/classify_haiku_seasons.py  # from train.py's char language model, out-haiku-char
@@ -16,10 +15,9 @@ per_class precision, recall, F1 and support, confusion[true][predicted]), printe
     python classify.py ... --init_from=EleutherAI/gpt-neo-1.3B --lora_rank=16             # GPT-Neo with LoRA
     torchrun --standalone --nproc_per_node=8 classify.py ...      # DDP, as train.py
 
-init_from: scratch, resume, a train.py out_dir or checkpoint (its language model; the data in its vocabulary), or
-pretrained weights (data prepared with --tokenizer gpt2). A text longer than block_size keeps its start and its
-end-of-text; micro-batches are right-padded with an id past the data's vocabulary (the token table grows by a zero
-row where it has none), which the head never reads. Bits per byte do not apply: the loss is over labels, not text.
+A language model or pretrained weights need the data in their vocabulary; bits per byte do not apply (the loss is
+over labels). A text longer than block_size keeps its start and its end-of-text; micro-batches are right-padded with an
+id past the data's vocabulary (the token table grows by a zero row where it has none), which the head never reads.
 """
 
 import csv
@@ -29,16 +27,17 @@ import sys
 from contextlib import nullcontext
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from haikugpt import labels, training
 from haikugpt.checkpoint import build_checkpoint, checkpoint_path, load_checkpoint
-from haikugpt.device import DTYPES, all_max, gather, inference_device, print0, setup_device, teardown_ddp, to_device
 from haikugpt.files import one_line_errors, write_json, write_text
 from haikugpt.texts import read_labelled, to_names
 from haikugpt.tokenizer import load_tokenizer, same_vocabulary
+from haikugpt.training import DTYPES, all_max, gather, inference_device, print0, setup_device, teardown_ddp, to_device
 from model import hold_frozen_in
 
 DEFAULTS = dict(
@@ -75,9 +74,7 @@ def check_data(meta: dict, config: dict, kind: str, ckpt: dict | None, lm_ckpt: 
         raise ValueError(f"{config['out_dir']} holds a language model (train.py's), not a classifier to resume; start "
                          f"one from it with --init_from={config['out_dir']} and another --out_dir")  # fmt: skip
     pretrained = config["init_from"] if kind == "pretrained" else None
-    training.check_vocab(
-        meta, (ckpt["meta"] or {}) if ckpt else None, pretrained, "python prepare/labelled.py --tokenizer gpt2"
-    )
+    training.check_vocab(meta, ckpt and ckpt["meta"], pretrained, "python prepare/labelled.py --tokenizer gpt2")
     if ckpt is not None and ckpt["meta"].get("labels") != meta["labels"]:
         raise ValueError(f"the checkpoint's labels {ckpt['meta'].get('labels')} are not the dataset's {meta['labels']}")
     lm_meta = (lm_ckpt["meta"] or {"tokenizer": "gpt2", "vocab_size": 50257}) if lm_ckpt else meta  # nanoGPT's: GPT-2
@@ -94,8 +91,7 @@ def train(config: dict, user: dict, ckpt: dict | None) -> None:
     # Everything checked in the order the user typed it: keys and values, then the names and files they point to
     # (model, checkpoint, dataset), then what those imply (vocabularies, labels, downloads).
     kind = init_kind(config["init_from"])
-    data_dir = training.find_dataset(config["dataset"])
-    meta = training.read_meta(data_dir)
+    data_dir, meta = training.find_dataset(config["dataset"])
     if "labels" not in meta:
         raise ValueError(f"{data_dir} holds no labels (it is a language-model dataset); prepare a labelled one with "
                          "`python prepare/labelled.py`")  # fmt: skip
@@ -104,10 +100,8 @@ def train(config: dict, user: dict, ckpt: dict | None) -> None:
 
     # the classifier on this rank's device: a new head on a GPT (new, a language model's, OpenAI's), or the resumed one
     ranks, device, dtype, ctx, compiled = setup_device(config)
-    master = ranks.rank == 0
     pad = meta["vocab_size"]  # the padding id: the first past the data's vocabulary, so that no text holds it
-    if ckpt is not None:  # dropout is the one model setting a resumed run may change
-        ckpt["model_args"].update(dropout=config["dropout"], lora_dropout=config["lora_dropout"])
+    if ckpt is not None:
         model = labels.classifier_from_checkpoint(ckpt)
     else:
         gpt = training.init_gpt(config, pad + 1, lm_ckpt)
@@ -126,74 +120,50 @@ def train(config: dict, user: dict, ckpt: dict | None) -> None:
             print0(f"note: {cut:,} of {len(texts):,} {split} texts are longer than block_size {block_size} tokens: "
                    "each keeps its start and its end-of-text")  # fmt: skip
         splits[split] = (texts, label_ids)
+    (train_texts, train_labels), val = splits["train"], splits["val"]
 
     # how it runs: precision, compile, DDP; the optimizer; where a resumed run continues
     accum_steps = training.micro_steps(config["gradient_accumulation_steps"], ranks.world_size)
-    if master:
-        training.check_writable(Path(config["out_dir"]))
     if model.config.lora_rank:  # frozen weights in the training dtype: half the memory in bfloat16
         hold_frozen_in(model.gpt, DTYPES[dtype])
     model.to(device)
     optimizer = model.configure_optimizers(
         config["weight_decay"], config["learning_rate"], (config["beta1"], config["beta2"]), device.type
     )
-    scaler = torch.amp.GradScaler(device.type, enabled=dtype == "float16")
-    generator = torch.Generator().manual_seed(config["seed"] + training.TRAIN_BATCHES_SEED + ranks.rank)  # the batches
-    torch.manual_seed(config["seed"] + ranks.rank)  # dropout; the weights come from the model's own generator
-    iter_num, best_f1 = 0, -1.0
-    if ckpt is not None:
-        training.restore_run(ckpt, optimizer, scaler, generator, ranks, device, config["seed"])
-        iter_num, best_f1 = ckpt["iter_num"], ckpt["best"]["value"]
-    raw_model = model
-    if compiled:
-        torch._dynamo.config.suppress_errors = True  # a compiler failure falls back to eager, with a warning
-        model = torch.compile(model)
-    if ranks.ddp:
-        model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+    scaler, generator = training.start_run(config, optimizer, ckpt, ranks, device, dtype)
+    iter_num, best_val_loss = (ckpt["iter_num"], ckpt["best_val_loss"]) if ckpt else (0, float("inf"))
+    best_f1 = ckpt["best"]["value"] if ckpt else -1.0
+    raw_model = model  # unwrapped and uncompiled: what is saved
+    model = torch.compile(model) if compiled else model
+    model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None) if ranks.ddp else model
     resolved = training.describe_run(config, raw_model, ranks, device, dtype, compiled, accum_steps)
     print0(f"texts per iteration: {accum_steps * ranks.world_size * config['batch_size']:,} = {ranks.world_size} ranks "
            f"x {accum_steps} micro-steps x {config['batch_size']}, of up to {block_size} tokens")  # fmt: skip
     majority = labels.majority_label(meta)
 
-    def get_batch(generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """batch_size random training texts, right-padded to the longest (B, T), and their labels (B,)."""
-        texts, label_ids = splits["train"]
-        rows = torch.randint(len(texts), (config["batch_size"],), generator=generator).tolist()
-        x = labels.pad_batch([texts[i] for i in rows], pad)
-        return to_device(x, device), to_device(torch.from_numpy(label_ids[rows]), device)
-
     @torch.no_grad()
     def evaluate() -> tuple[dict[str, float], dict]:
-        """Loss and accuracy on a fixed sample of training texts (eval_iters batches) and on the whole val split;
-        the val split's scores (macro F1 picks best.pt), also as a table."""
+        """Loss and accuracy on eval_iters batches of training texts and on the whole val split, and val's scores."""
         model.eval()
-        same_texts = torch.Generator().manual_seed(
-            config["seed"] + training.EVAL_BATCHES_SEED
-        )  # the same texts each eval
-        train_texts, train_labels = splits["train"]
+        same_texts = torch.Generator().manual_seed(config["seed"] + training.EVAL_BATCHES_SEED)  # the same each eval
         rows = torch.randperm(len(train_texts), generator=same_texts)[: config["eval_iters"] * config["batch_size"]]
-        out = {}
-        for split, (texts, label_ids) in (("train", ([train_texts[i] for i in rows], train_labels[rows])),
-                                       ("val", splits["val"])):  # fmt: skip
+        out, sample = {}, ([train_texts[i] for i in rows], train_labels[rows])
+        for split, (texts, label_ids) in (("train", sample), ("val", val)):
             logits = labels.logits_of(model, texts, pad, config["batch_size"], device, ctx)
             out[f"{split}/loss"] = F.cross_entropy(logits, torch.from_numpy(label_ids)).item()
             out[f"{split}/accuracy"] = (logits.argmax(1).numpy() == label_ids).mean().item()
-        scores = labels.score_predictions(
-            label_ids.tolist(), logits.argmax(1).tolist(), meta["labels"], majority
-        )  # val's
+        scores = labels.score_predictions(label_ids.tolist(), logits.argmax(1).tolist(), meta["labels"], majority)
         model.train()
         return {**out, "val/macro_f1": scores["macro_f1"]}, scores
 
     def save(step: int, best: bool) -> None:
         """ckpt.pt (and best.pt) with every rank's random streams, so a resumed run repeats this one exactly."""
         rng, sampler = gather(training.rng_state(device), ranks), gather(generator.get_state(), ranks)
-        if master:
-            best_record = {"metric": "val/macro_f1", "value": best_f1}
+        if ranks.rank == 0:
             ckpt = build_checkpoint(raw_model, config, meta, resolved, optimizer, scaler, step, best_val_loss,
-                                    best_record, rng, sampler)  # fmt: skip
+                                    {"metric": "val/macro_f1", "value": best_f1}, rng, sampler)  # fmt: skip
             training.save_run(ckpt, best)
 
-    best_val_loss = ckpt["best_val_loss"] if ckpt is not None else float("inf")
     log = training.Log(config, resolved, ranks, device, raw_model.flops_per_token())
     with training.StopSignal() as stop:
         for step in range(iter_num, config["max_iters"] + 1):
@@ -223,8 +193,10 @@ def train(config: dict, user: dict, ckpt: dict | None) -> None:
 
             # forward, backward and update, with gradient accumulation over micro-steps (DDP syncs on the last one)
             loss_sum, tokens = torch.zeros((), device=device), 0
-            for micro_step in range(accum_steps):
-                x, y = get_batch(generator)
+            for micro_step in range(accum_steps):  # batch_size random training texts, right-padded: x (B, T), y (B,)
+                rows = torch.randint(len(train_texts), (config["batch_size"],), generator=generator).tolist()
+                x = to_device(labels.pad_batch([train_texts[i] for i in rows], pad), device)
+                y = to_device(torch.from_numpy(train_labels[rows]), device)
                 no_sync = ranks.ddp and micro_step < accum_steps - 1
                 with model.no_sync() if no_sync else nullcontext():
                     with ctx:
@@ -248,21 +220,16 @@ def train(config: dict, user: dict, ckpt: dict | None) -> None:
                 save(step + 1, best=False)
                 break
     log.close()
-    if master and not config["eval_only"]:
-        write_eval_json(config, splits["val"], meta["labels"], majority, device, ctx)
-
-
-def write_eval_json(config: dict, val: tuple, names: list[str], majority: int, device, ctx) -> None:
-    """Score the kept checkpoint (best.pt, else ckpt.pt) on the val split again and write out_dir/eval.json."""
-    path = checkpoint_path(config["out_dir"], best=True)
-    ckpt = load_checkpoint(path)
-    model = labels.classifier_from_checkpoint(ckpt, device).eval()
-    logits = labels.logits_of(model, val[0], model.pad_id, config["batch_size"], device, ctx)
-    scores = labels.score_predictions(val[1].tolist(), logits.argmax(1).tolist(), names, majority)
-    out = path.parent / "eval.json"
-    write_json(out, {"checkpoint": path.name, "step": ckpt["iter_num"], "split": "val", **scores})
-    print0(f"kept {path} (step {ckpt['iter_num']}): val accuracy {scores['accuracy']:.3f} (majority baseline "
-           f"{scores['majority_baseline']:.3f}), macro F1 {scores['macro_f1']:.3f}; wrote {out}")  # fmt: skip
+    if ranks.rank == 0 and not config["eval_only"]:  # the kept checkpoint (best.pt, else ckpt.pt) on val: eval.json
+        path = checkpoint_path(config["out_dir"], best=True)
+        kept = load_checkpoint(path)
+        model = labels.classifier_from_checkpoint(kept, device).eval()
+        logits = labels.logits_of(model, val[0], model.pad_id, config["batch_size"], device, ctx)
+        scores = labels.score_predictions(val[1].tolist(), logits.argmax(1).tolist(), meta["labels"], majority)
+        out = path.parent / "eval.json"
+        write_json(out, {"checkpoint": path.name, "step": kept["iter_num"], "split": "val", **scores})
+        print0(f"kept {path} (step {kept['iter_num']}): val accuracy {scores['accuracy']:.3f} (majority baseline "
+               f"{scores['majority_baseline']:.3f}), macro F1 {scores['macro_f1']:.3f}; wrote {out}")  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -293,11 +260,11 @@ def score_or_label_file(config: dict) -> None:
     file = read_labelled(path, **columns, need_labels=bool(config["input"]))
     named = to_names(file.labels, names, file.base) if config["input"] else []
     if None in named:
-        unseen = file.labels[named.index(None)]
-        raise ValueError(f"{path}: label {unseen!r} was never seen in training (the classifier knows "
-                         f"{', '.join(names)})")  # fmt: skip
-    try:
-        texts = labels.encode_texts(load_tokenizer(meta), file.texts)
+        raise ValueError(f"{path}: label {file.labels[named.index(None)]!r} was never seen in training (the classifier "
+                         f"knows {', '.join(names)})")  # fmt: skip
+    tok = load_tokenizer(meta)
+    try:  # each text's ids and its end-of-text, as prepare/labelled.py writes them
+        texts = [np.append(tok.encode_array(text), tok.eot_id).astype(np.int64) for text in file.texts]
     except ValueError as e:  # a character the char table lacks
         raise ValueError(f"{path}: {e}; this classifier reads only the characters it was trained on") from None
     model = labels.classifier_from_checkpoint(ckpt, device).eval()
@@ -306,16 +273,15 @@ def score_or_label_file(config: dict) -> None:
     out_dir = ckpt_path.parent
     if config["predict"]:
         probs, ids = F.softmax(logits, dim=-1).max(dim=-1)
-        out = io.StringIO()
-        csv.writer(out).writerows([("text", "label", "probability"), *((text, names[i], f"{p:.4f}") for text, i, p in
-                                   zip(file.texts, ids.tolist(), probs.tolist()))])  # fmt: skip
-        write_text(out_dir / f"{path.stem}.predictions.csv", out.getvalue())
+        out, rows = out_dir / f"{path.stem}.predictions.csv", io.StringIO()
+        csv.writer(rows).writerows([("text", "label", "probability"), *((text, names[i], f"{p:.4f}") for text, i, p in
+                                    zip(file.texts, ids.tolist(), probs.tolist()))])  # fmt: skip
+        write_text(out, rows.getvalue())
         counts = ", ".join(f"{(ids == i).sum().item():,} {name}" for i, name in enumerate(names))
-        print(f"wrote {out_dir / f'{path.stem}.predictions.csv'}: {len(file.texts):,} texts ({counts})")
+        print(f"wrote {out}: {len(file.texts):,} texts ({counts})")
         return
-    scores = labels.score_predictions(
-        [names.index(label) for label in named], logits.argmax(1).tolist(), names, labels.majority_label(meta)
-    )
+    true = [names.index(label) for label in named]
+    scores = labels.score_predictions(true, logits.argmax(1).tolist(), names, labels.majority_label(meta))
     print(labels.format_scores(scores))
     write_json(out_dir / f"eval_{path.stem}.json", {"checkpoint": str(ckpt_path), "input": str(path), **scores})
     print(f"wrote {out_dir / f'eval_{path.stem}.json'}")

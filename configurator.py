@@ -10,9 +10,7 @@ expected, a key whose default is None takes any literal, and values may contain 
 
 import ast
 import difflib
-import os
 import re
-import sys
 import types
 from pathlib import Path
 
@@ -27,49 +25,43 @@ def configure(defaults: dict, argv: list[str], doc: str = "", sources: tuple = (
 def overrides(defaults: dict, argv: list[str], doc: str = "", sources: tuple = ()) -> dict:
     """The keys that the config files and --key=value overrides in argv set, checked against defaults. --help (or -h)
     prints doc and every key with its default and its comment in the sources that define defaults, then exits."""
-    if "--help" in argv or "-h" in argv:
-        try:
-            print(help_text(defaults, doc, sources), flush=True)
-        except BrokenPipeError:  # `--help | head`: the reader has what it wanted
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    if "--help" in argv or "-h" in argv:  # `--help | head`: the caller's one_line_errors ends quietly
+        print(help_text(defaults, doc, sources), flush=True)
         raise SystemExit(0)
     config = {}
     for arg in argv:
-        if arg.startswith("--"):
-            key, sep, text = arg[2:].partition("=")
-            if not sep:
-                raise ValueError(f"expected --key=value, got {arg!r}")
-            check_key(key, defaults, where="on the command line")
-            config[key] = check_value(key, parse_value(text, defaults[key]), defaults[key])
+        if not arg.startswith("--"):
+            items, where = read_config_file(find_config_file(arg)), f"in {arg}"
+        elif "=" in arg:
+            key, _, text = arg[2:].partition("=")
+            items, where = {key: parse_value(text, defaults.get(key))}, "on the command line"
         else:
-            for key, value in read_config_file(find_config_file(arg)).items():
-                check_key(key, defaults, where=f"in {arg}")
-                config[key] = check_value(key, value, defaults[key])
+            raise ValueError(f"expected --key=value, got {arg!r}")
+        for key, value in items.items():
+            if key not in defaults:
+                nearest = difflib.get_close_matches(key, list(defaults), n=1, cutoff=0.0)[0]  # cutoff 0: always one
+                raise ValueError(f"unknown config key {key!r} {where}; did you mean {nearest!r}?")
+            config[key] = check_value(key, value, defaults[key])
     return config
 
 
 def help_text(defaults: dict, doc: str, sources: tuple) -> str:
     """doc, then one line per key: --key=default and the comment written beside it (under its section heading)."""
-    comments, headings = {}, {}
-    for source in sources:
-        heading = None
-        for line in Path(source).read_text().splitlines():
-            if m := re.fullmatch(r" {4}(\w+)=.*?(?:# (.*))?", line):
-                comments.setdefault(m[1], m[2] or "")
-                if heading:
-                    headings.setdefault(m[1], heading)
-            heading = line[6:] if re.fullmatch(r" {4}# .+", line) else None  # a comment line heads the key below
+    notes = {}  # each key's (heading, comment) where it is first defined
+    for source in sources:  # a key's line: `    key=value,  # comment`, under a comment line that heads it or not
+        for m in re.finditer(r"^(?: {4}# (.+)\n)? {4}(\w+)=.*?(?:# (.*))?$", Path(source).read_text(), re.MULTILINE):
+            notes.setdefault(m[2], (m[1], m[3] or ""))
     lines = [doc.strip(), "", "Keys, set by config files (plain Python) or --key=value, later ones winning:"]
     width = max(len(f"--{k}={v!r}") for k, v in defaults.items())
     for key, value in defaults.items():
-        if key in headings:
-            lines.append(f"  # {headings[key]}")
-        lines.append(f"  {f'--{key}={value!r}':<{width}}  {comments.get(key, '')}".rstrip())
+        heading, comment = notes.get(key, (None, ""))
+        if heading:
+            lines.append(f"  # {heading}")
+        lines.append(f"  {f'--{key}={value!r}':<{width}}  {comment}".rstrip())
     return "\n".join(lines)
 
 
 def find_config_file(name: str) -> Path:
-    """Resolve a config file path relative to the current directory, then to the repository root."""
     for path in (Path(name), ROOT / name):
         if path.is_file():
             return path
@@ -85,13 +77,6 @@ def read_config_file(path: Path) -> dict:
         raise ValueError(f"config file {path} failed: {type(e).__name__}: {e}") from e
     skip = (types.ModuleType, types.FunctionType, type)
     return {k: v for k, v in namespace.items() if not k.startswith("_") and not isinstance(v, skip)}
-
-
-def check_key(key: str, defaults: dict, where: str) -> None:
-    if key not in defaults:
-        nearest = difflib.get_close_matches(key, list(defaults), n=1, cutoff=0.0)
-        hint = f"; did you mean {nearest[0]!r}?" if nearest else ""
-        raise ValueError(f"unknown config key {key!r} {where}{hint}")
 
 
 def parse_value(text: str, default):
@@ -110,17 +95,8 @@ def check_value(key: str, value, default):
     """Return value converted to the default's type, or raise if it does not fit."""
     if default is None:
         return value
-    if isinstance(default, bool):
-        ok = isinstance(value, bool)
-    elif isinstance(default, int):
-        if isinstance(value, float) and value.is_integer():  # 5e3 iterations is a natural thing to type
-            value = int(value)
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif isinstance(default, float):
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        value = float(value) if ok else value
-    else:
-        ok = isinstance(value, type(default))
-    if not ok:
+    if (type(default), type(value)) in ((int, float), (float, int)) and value % 1 == 0:  # 5e3 iterations; 1 as a float
+        value = type(default)(value)
+    if type(value) is not type(default):
         raise ValueError(f"config key {key!r} expects {type(default).__name__} (default {default!r}), got {value!r}")
     return value

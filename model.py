@@ -1,5 +1,4 @@
-"""
-The GPT: GPT-2's architecture (GPT-Neo's too, configured), LoRA adapters, and fast generation with a KV cache.
+"""The GPT: GPT-2's architecture (GPT-Neo's too, configured), LoRA adapters, and fast generation with a KV cache.
 
     from model import GPT, GPTConfig
     model = GPT(GPTConfig(n_layer=4, n_head=4, n_embd=128, block_size=256, vocab_size=128), seed=0)
@@ -7,8 +6,7 @@ The GPT: GPT-2's architecture (GPT-Neo's too, configured), LoRA adapters, and fa
     for token in model.stream(idx, max_new_tokens=100): ...   # one (B,) tensor per new token
 
 Pre-LayerNorm blocks, tanh GELU, learned positions, lm_head tied to wte, and GPT-2's own parameter names, so OpenAI's
-weights load with a shape-checked copy and four transposes (haikugpt/checkpoint.py: load_pretrained) and the logits
-match Hugging Face's GPT-2. Only torch is imported here.
+weights load with four transposes (haikugpt/checkpoint.py) and the logits match Hugging Face's GPT-2.
 """
 
 import math
@@ -23,7 +21,6 @@ from torch.nn import functional as F
 # A step's logits (B, vocab) and the tokens just emitted (None at the first step) -> the logits to sample from, or
 # (logits, rows) where the rows are resampled: row i continues from row rows[i]'s history.
 LogitsFilter = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor | tuple[torch.Tensor, torch.Tensor]]
-PACKED_DTYPES = (torch.float32, torch.bfloat16)  # what oneDNN's packed CPU kernels compute in
 LORA_TARGETS = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")  # each block's projections
 
 
@@ -64,15 +61,13 @@ class KVCache:
 
     def __init__(self, max_len: int):
         self.max_len = max_len
-        self.k: torch.Tensor | None = None  # (B, nh, max_len, hs), allocated on first use
-        self.v: torch.Tensor | None = None
+        self.k = self.v = None  # (B, nh, max_len, hs) each, allocated on first use
         self.pos = 0  # number of positions filled
 
     def update(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store this step's keys and values at the current position; return all of them so far."""
         if self.k is None:  # dtype and device follow the model (autocast included)
-            B, nh, _, hs = k.shape
-            self.k = k.new_empty(B, nh, self.max_len, hs)
+            self.k = k.new_empty(k.size(0), k.size(1), self.max_len, k.size(3))  # (B, nh, max_len, hs)
             self.v = torch.empty_like(self.k)
         end = self.pos + k.size(2)
         self.k[:, :, self.pos : end] = k
@@ -82,13 +77,9 @@ class KVCache:
 
 
 class Linear(nn.Linear):
-    """nn.Linear with optional LoRA adapters, which, while generating on a CPU, multiplies by a copy of its weight
-    packed in oneDNN's blocked layout.
-
-    At small batch a generation step is nearly all weight reads, and oneDNN reads a packed weight at the memory's full
-    speed where BLAS reads an nn.Linear weight at about 60% of it (bench.py generate). The copy is made on the first
-    generation in a dtype (float32, or bfloat16 under autocast), kept, and remade when the weight changes; it costs the
-    weight's size again in float32, half of it in bfloat16. Training never uses it."""
+    """nn.Linear with optional LoRA adapters that, while generating on a CPU, multiplies by a copy of its weight in
+    oneDNN's packed layout (packed_on_cpu): a small-batch step is nearly all weight reads, and oneDNN reads that at the
+    memory's full speed where BLAS gets about 60% (bench.py generate)."""
 
     packed: tuple | None = None  # (key, weight, bias) of the copy
     use_packed = False  # set by GPT.stream while it runs
@@ -107,15 +98,6 @@ class Linear(nn.Linear):
     def __getstate__(self) -> dict:
         return {**super().__getstate__(), "packed": None, "use_packed": False}  # copies and pickles leave it out
 
-    @torch.no_grad()
-    def pack(self, dtype: torch.dtype, batch: int) -> None:
-        key = (dtype, batch, self.weight.data_ptr(), self.weight._version)
-        if self.packed is None or self.packed[0] != key:
-            self.packed = None  # free the old copy before making the new one
-            weight = torch.ops.mkldnn._reorder_linear_weight(self.weight.to(dtype), batch)
-            self.packed = (key, weight, self.bias.to(dtype) if self.bias is not None else None)
-        self.use_packed = True
-
 
 class CausalSelfAttention(nn.Module):
     def __init__(self, config: GPTConfig, local: bool = False):
@@ -131,20 +113,16 @@ class CausalSelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         B, T, C = x.size()
-        q, k, v = self.c_attn(x).split(C, dim=2)  # 3 x (B, T, C)
-        q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
-        k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
-        v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
+        # 3 x (B, T, C) -> 3 x (B, nh, T, hs)
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in self.c_attn(x).split(C, dim=2))
         if cache is not None:
-            # Either a prompt at position 0 (causal mask) or one new token attending to everything before it.
             assert cache.pos == 0 or T == 1, "the cache takes a prompt at position 0, then one token at a time"
             k, v = cache.update(k, v)  # (B, nh, pos + T, hs)
         mask = None
         if self.window is not None and T == 1:
             k, v = k[:, :, -self.window :], v[:, :, -self.window :]  # (B, nh, <= window, hs): the recent keys
         elif self.window is not None and self.window < T:  # query i sees keys j with i - window < j <= i
-            i, j = torch.arange(T, device=x.device)[:, None], torch.arange(T, device=x.device)[None, :]
-            mask = (j <= i) & (j > i - self.window)  # (T, T)
+            mask = torch.ones(T, T, dtype=torch.bool, device=x.device).tril().triu(1 - self.window)  # (T, T)
         dropout = self.dropout if self.training else 0.0
         y = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=mask is None and T > 1, scale=self.scale
@@ -210,26 +188,19 @@ class GPT(nn.Module):
         for name, p in self.named_parameters():  # the tied wte/lm_head weight is listed (and initialised) once
             if p.dim() >= 2:
                 p.normal_(0.0, residual_std if name.endswith("c_proj.weight") else 0.02, generator=gen)
-            elif name.endswith("bias"):
-                p.zero_()
-            else:  # LayerNorm gains
-                p.fill_(1.0)
+            else:  # biases 0, LayerNorm gains 1
+                p.fill_(0.0 if name.endswith("bias") else 1.0)
 
     def num_params(self, non_embedding: bool = True) -> int:
         """Parameter count; by default without the position table (the token table is shared with lm_head)."""
-        n = sum(p.numel() for p in self.parameters())
-        return n - self.transformer.wpe.weight.numel() if non_embedding else n
+        return sum(p.numel() for p in self.parameters()) - self.transformer.wpe.weight.numel() * non_embedding
 
     def flops_per_token(self) -> float:
         return flops_per_token(self.num_params(), self.config)
 
-    def new_cache(self) -> list[KVCache]:
-        """An empty KV cache, one per layer, for hidden_states."""
-        return [KVCache(self.config.block_size) for _ in range(self.config.n_layer)]
-
     def hidden_states(self, idx: torch.Tensor, cache: list[KVCache] | None = None) -> torch.Tensor:
         """The final LayerNorm's output (B, T, n_embd) for tokens idx (B, T), continuing the cache if one is given."""
-        B, T = idx.size()
+        T = idx.size(1)
         start = cache[0].pos if cache is not None else 0
         if start + T > self.config.block_size:
             raise ValueError(f"sequence of {start + T} tokens is longer than block_size {self.config.block_size}")
@@ -244,25 +215,19 @@ class GPT(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Logits (B, T, vocab_size) at every position; with targets (B, T), the mean cross-entropy (-1 ignored)."""
         logits = self.lm_head(self.hidden_states(idx))  # (B, T, vocab_size)
-        if targets is None:
-            return logits, None
-        loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1), ignore_index=-1)
+        loss = None if targets is None else F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-1)
         return logits, loss
 
     def configure_optimizers(
         self, weight_decay: float, learning_rate: float, betas: tuple[float, float], device_type: str
     ) -> torch.optim.AdamW:
-        """AdamW where matrices and embeddings decay and biases and LayerNorm gains do not; fused where supported."""
+        """AdamW where matrices and embeddings decay and biases and LayerNorm gains do not; fused where torch has it."""
         params = [p for p in self.parameters() if p.requires_grad]
         groups = [
             {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
             {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
         ]
-        fused = device_type in ("cuda", "cpu", "mps")  # the devices torch's fused AdamW kernel is built for
-        return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, fused=fused)
-
-    # ---------------------------------------------------------------------------------------------------------------
-    # Generation
+        return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, fused=device_type in ("cuda", "cpu", "mps"))
 
     @torch.no_grad()
     def stream(
@@ -273,27 +238,23 @@ class GPT(nn.Module):
         """Yield the next token of every row, a (B,) tensor per step, continuing the prompts idx (B, T).
 
         temperature 0 is greedy; top_k (None or 0: off) and top_p (None or 1: off) filter before sampling; rows that
-        emit stop_token keep emitting it, and generation ends when every row has. logits_filter (LogitsFilter) sees
-        each step's logits and may change them, or resample the rows. The prompt is processed once, then one token per
-        step against the KV cache. Past block_size the model sees the most recent block_size tokens; as positions are
-        absolute, each of those steps recomputes the window. use_cache=False recomputes the whole context every step
-        (nanoGPT's loop): the same tokens, much slower.
+        emit stop_token keep emitting it until every row has. logits_filter (LogitsFilter) may change each step's logits
+        or resample the rows. The prompt runs once, then one token per step against the KV cache; past block_size, each
+        step recomputes the last block_size tokens, as positions are absolute. use_cache=False recomputes the whole
+        context every step (nanoGPT's loop): the same tokens, much slower.
         """
         top_k, top_p = check_sampling(temperature, top_k, top_p)
         block_size = self.config.block_size
         context = idx[:, -block_size:]  # (B, <= block_size): the window the model sees
-        cache = self.new_cache() if use_cache else None
-        done = torch.zeros(idx.size(0), dtype=torch.bool, device=idx.device)
-        token = None
+        cache = [KVCache(block_size) for _ in range(self.config.n_layer)] if use_cache else None
+        done, token = torch.zeros(idx.size(0), dtype=torch.bool, device=idx.device), None
         with packed_on_cpu(self, idx):
             for step in range(max_new_tokens):
-                if step > 0 and cache is not None and cache[0].pos < block_size:
-                    h = self.hidden_states(context[:, -1:], cache)  # (B, 1, C): only the newest token
-                else:
-                    for layer_cache in cache or []:
+                if cache is not None and (step == 0 or cache[0].pos == block_size):
+                    for layer_cache in cache:
                         layer_cache.pos = 0  # first step, or the window moved: every position changes
-                    h = self.hidden_states(context, cache)  # (B, T, C)
-                logits = self.lm_head(h[:, -1, :]).float()  # (B, vocab_size): only the last position is needed
+                new = context if cache is None or cache[0].pos == 0 else context[:, -1:]  # all, or the newest token
+                logits = self.lm_head(self.hidden_states(new, cache)[:, -1, :]).float()  # (B, vocab_size)
                 if logits_filter is not None:
                     logits = logits_filter(logits, token)
                     if isinstance(logits, tuple):  # resampled: each row continues the history of the row named
@@ -310,7 +271,6 @@ class GPT(nn.Module):
                 if stop_token is not None and bool(done.all()):
                     return
 
-    @torch.no_grad()
     def generate(self, idx: torch.Tensor, max_new_tokens: int, **kw) -> torch.Tensor:
         """Prompts idx (B, T) followed by up to max_new_tokens sampled tokens: (B, T + n). Keywords as stream()'s."""
         new = list(self.stream(idx, max_new_tokens, **kw))
@@ -322,13 +282,15 @@ def packed_on_cpu(model: GPT, idx: torch.Tensor) -> Iterator[None]:
     """Generate with every Linear's packed copy (see Linear): on a CPU with oneDNN, for weights in float32."""
     dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else torch.float32
     linears = [m for m in model.modules() if isinstance(m, Linear)]
-    usable = idx.device.type == "cpu" and torch.backends.mkldnn.is_available() and dtype in PACKED_DTYPES
-    if not usable or any(m.weight.dtype != torch.float32 for m in linears):
-        yield
-        return
+    usable = dtype in (torch.float32, torch.bfloat16) and all(m.weight.dtype == torch.float32 for m in linears)
     try:
-        for m in linears:
-            m.pack(dtype, idx.size(0))
+        for m in linears if usable and idx.device.type == "cpu" and torch.backends.mkldnn.is_available() else []:
+            key = (dtype, idx.size(0), m.weight.data_ptr(), m.weight._version)  # remade when any of these changes
+            if m.packed is None or m.packed[0] != key:
+                m.packed = None  # free the old copy before making the new one
+                weight = torch.ops.mkldnn._reorder_linear_weight(m.weight.to(dtype), idx.size(0))
+                m.packed = (key, weight, m.bias.to(dtype) if m.bias is not None else None)
+            m.use_packed = True
         yield
     finally:
         for m in linears:
@@ -352,10 +314,9 @@ def sample_next(
 ) -> torch.Tensor:  # fmt: skip
     """One token per row from logits (B, V): greedy at temperature 0, else sampled after top-k and top-p filtering.
     With top-k, only the k likeliest tokens are looked at, in order: drawing among k is much faster than among V."""
-    logits = logits.float()
     if temperature == 0:
         return logits.argmax(dim=-1)
-    logits, ids = logits / temperature, None
+    logits, ids = logits.float() / temperature, None
     if top_k is not None and top_k < logits.size(-1):
         logits, ids = torch.topk(logits, top_k, dim=-1)  # (B, k), likeliest first
     if top_p is not None and top_p < 1.0:
@@ -369,9 +330,7 @@ def sample_next(
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# LoRA (Hu et al., 2021): each target projection W (out, in) of every block gains A (rank, in), random, and B (out,
-# rank), zero, and computes W x + (lora_alpha / lora_rank) B A x: at step 0 the model is exactly the base model, and
-# only A and B train. A checkpoint of adapters on pretrained weights holds the adapters alone and names its base.
+# LoRA (Hu et al., 2021): low-rank adapters beside each block's frozen target projections (Linear.forward).
 
 
 def lora_projections(model: GPT) -> list[tuple[str, Linear]]:
@@ -384,19 +343,15 @@ def lora_projections(model: GPT) -> list[tuple[str, Linear]]:
 
 
 def add_adapters(model: GPT, seed: int = 0, **settings) -> None:
-    """Give each target projection its adapters (A uniform, as nn.Linear's init, from a seeded generator; B zero) and
-    freeze every other parameter. settings (lora_rank, lora_alpha, lora_dropout, lora_targets) update model.config
-    first, for a model that was loaded without them."""
+    """Give each target projection adapters (A uniform as in nn.Linear, from a seeded generator; B zero) and freeze the
+    rest. settings (lora_rank, lora_alpha, ...) first update model.config, for a model loaded without them."""
     cfg = model.config = replace(model.config, **settings)
     gen = torch.Generator().manual_seed(seed + 3)  # its own stream: the base model's init is unchanged
     for _, linear in lora_projections(model):
-        device = linear.weight.device
-        linear.lora_A = nn.Parameter(torch.empty(cfg.lora_rank, linear.in_features, device=device))
+        bound, device = 1 / math.sqrt(linear.in_features), linear.weight.device
+        A = torch.rand(cfg.lora_rank, linear.in_features, generator=gen, device="cpu") * 2 * bound - bound
+        linear.lora_A = nn.Parameter(A.to(device))
         linear.lora_B = nn.Parameter(torch.zeros(linear.out_features, cfg.lora_rank, device=device))
-        if device.type != "meta":
-            bound = 1 / math.sqrt(linear.in_features)
-            with torch.no_grad():
-                linear.lora_A.copy_(torch.rand(linear.lora_A.shape, generator=gen) * 2 * bound - bound)
         linear.lora_rank, linear.lora_scale = cfg.lora_rank, cfg.lora_alpha / cfg.lora_rank
         linear.lora_dropout = nn.Dropout(cfg.lora_dropout)
     for name, p in model.named_parameters():
@@ -406,9 +361,8 @@ def add_adapters(model: GPT, seed: int = 0, **settings) -> None:
 def hold_frozen_in(model: GPT, dtype: torch.dtype) -> None:
     """Keep the frozen target projections in dtype (bfloat16: half their memory); the adapters stay float32."""
     for _, linear in lora_projections(model):
-        linear.weight.data = linear.weight.data.to(dtype)
-        if linear.bias is not None:
-            linear.bias.data = linear.bias.data.to(dtype)
+        for p in [linear.weight] if linear.bias is None else [linear.weight, linear.bias]:
+            p.data = p.data.to(dtype)
 
 
 def merged_state_dict(model: GPT) -> dict[str, torch.Tensor]:

@@ -10,14 +10,13 @@ Of an iter logged twice (a resumed run), the last record wins. --x=tokens counts
 (over all ranks, as in nanoGPT) x batch_size x block_size.
 """
 
-import io
 import json
 import math
 import sys
 from pathlib import Path
 
 from configurator import configure
-from haikugpt.files import one_line_errors, write_bytes
+from haikugpt.files import atomic_write, one_line_errors
 
 DEFAULTS = dict(
     out_file="runs.png",  # the PNG to write
@@ -108,9 +107,7 @@ def main(argv: list[str] | None = None) -> None:
             raise ValueError("name the runs to plot: python plot.py OUT_DIR [OUT_DIR ...] --out_file=runs.png")
         runs = {out_dir: read_metrics(out_dir) for out_dir in out_dirs}
         fig = draw(curves(runs, config["metric"], x), config["metric"], x, config["title"])
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=120)
-        write_bytes(out_file, buf.getvalue())
+        atomic_write(out_file, lambda f: fig.savefig(f, format="png", dpi=120))
         print(f"wrote {out_file}")
 
 

@@ -9,15 +9,14 @@ Sample from a trained model: a checkpoint written by train.py (or nanoGPT), Open
     python sample.py --init_from=gpt2-xl --start="What is the answer to life?" --num_samples=1 --max_new_tokens=100
     python sample.py --init_from=EleutherAI/gpt-neo-1.3B --start=FILE:prompt.txt --max_new_tokens=50
 
-Options are --key=value overrides or config files, as in train.py (DEFAULTS below). The tokenizer comes from the
-checkpoint's meta.json. On haiku data an empty start begins at end-of-text and each sample stops at the next one: one
-haiku per sample. The samples are generated as one batch with the KV cache, each printed as soon as it stops (a
-single one token by token); the same seed gives the same samples.
+Options are --key=value overrides or config files, as in train.py (DEFAULTS below); the tokenizer comes from the
+checkpoint's meta.json. On haiku data each sample starts after an end-of-text and stops at the next: one haiku per
+sample. They are one batch with the KV cache, each printed as it stops (a single one token by token); same seed, same
+samples.
 
---form constrains every sample to lines of so many syllables, of real words, ending where a phrase can end, without
-rhyming line ends, with a season word (--season) and a cut (--cut) when asked (haikugpt/haiku/form.py): the model's
-distribution restricted to those rules and renormalised. On a haiku checkpoint the form is 5-7-5 and the season any;
---form=free samples the model alone, which --haiku_report then judges by the same rules.
+--form constrains every sample to lines of so many syllables, of real words, ending where a phrase can end without
+rhyming, with a season word (--season) and a cut (--cut) when asked (haikugpt/haiku/form.py). On a haiku checkpoint the
+form is 5-7-5 and the season any; --form=free samples the model alone, which --haiku_report judges by the same rules.
 """
 
 import sys
@@ -29,23 +28,13 @@ import torch
 
 from configurator import overrides
 from haikugpt.checkpoint import check_name, load_checkpoint, load_pretrained, model_from_checkpoint
-from haikugpt.device import inference_device
 from haikugpt.files import one_line_errors, write_text
-from haikugpt.haiku.form import FormConstraint, Lexicon, Particles, Rules, read_words, words_of
-from haikugpt.haiku.verse import (
-    HAIKU,
-    SEASONS,
-    Corpus,
-    format_form,
-    haiku_lines,
-    haiku_report,
-    parse_form,
-    read_season_words,
-)
+from haikugpt.haiku import verse
+from haikugpt.haiku.form import FormConstraint, Lexicon, Particles, Rules, read_words
 from haikugpt.labels import is_classifier
 from haikugpt.texts import dedupe_key
 from haikugpt.tokenizer import EOT, CharTokenizer, Tokenizer, gpt2_tokenizer, load_tokenizer
-from haikugpt.training import dataset_dir, read_meta
+from haikugpt.training import dataset_dir, inference_device, read_meta
 from model import GPT, check_sampling
 
 SEPARATOR = "---------------"
@@ -77,102 +66,85 @@ DEFAULTS = dict(
 
 def sample(config: dict, typed: set[str] = frozenset()) -> list[str]:
     """Load the model, print the samples as they finish (and the report); return the samples. typed: the keys the
-    user set (a value they typed wins over a default they did not choose)."""
-    # what the user typed first (values, then the names and files they point to), then the model and its downloads
+    user set (their value wins over a default). What they typed is checked first, then the model is loaded."""
     top_k, top_p = check_sampling(config["temperature"], config["top_k"], config["top_p"])
     if min(config["num_samples"], config["max_new_tokens"], config["particles"]) < 1:
         raise ValueError("num_samples, max_new_tokens and particles must be at least 1")
-    form = None if config["form"] in (None, "free") else parse_form(config["form"])
-    if config["season"] not in (None, *SEASONS, "any", "free"):
-        raise ValueError(f"unknown season {config['season']!r}: choose {', '.join(SEASONS)}, any or free")
+    form = None if config["form"] in (None, "free") else verse.parse_form(config["form"])
+    if config["season"] not in (None, *verse.SEASONS, "any", "free"):
+        raise ValueError(f"unknown season {config['season']!r}: choose {', '.join(verse.SEASONS)}, any or free")
     device, ctx = inference_device(config["device"], config["dtype"])
     if config["init_from"] != "resume":
         check_name(config["init_from"])
-    start = read_start(config["start"])
+    start = config["start"]
+    if start.startswith("FILE:"):  # the prompt from a file
+        path = Path(start.removeprefix("FILE:")).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"no prompt file {path} (from --start={start})")
+        start = path.read_text(encoding="utf-8")
     user_words = read_words(Path(config["words"])) if config["words"] else []
-    season_words = read_season_words(Path(config["season_words"]) if config["season_words"] else None)
+    season_words = verse.read_season_words(Path(config["season_words"]) if config["season_words"] else None)
     model, tok, meta, data_dir = load_model(config["init_from"], config["out_dir"], device)
     if config["compile"]:
         for block in model.transformer.h:
             block.compile(dynamic=True)  # dynamic: a longer cache is not a new graph
     is_haiku = (meta or {}).get("dataset") == "haiku"
-    form = HAIKU if config["form"] is None and is_haiku else form
+    form = verse.HAIKU if config["form"] is None and is_haiku else form
     season = config["season"] or ("any" if form is not None and is_haiku else "free")
     if form is None and (season != "free" or config["cut"]):
         rule = f"--season={season}" if season != "free" else "--cut=True"
         raise ValueError(f"{rule} is a rule of the form: give one (--form=5-7-5), or drop it for the model alone")
-    prompt = encode_prompt(start, tok, start_at_eot=is_haiku or not start or form is not None)
-    if len(prompt) > model.config.block_size:  # the model could not see the rest anyway
-        block_size = model.config.block_size
+    prompt = tok.encode(start)
+    if is_haiku or not start or form is not None:  # start after an end-of-text, as in training
+        if tok.eot_id is not None and prompt[:1] != [tok.eot_id]:
+            prompt = [tok.eot_id, *prompt]
+        elif tok.eot_id is None and not prompt:
+            prompt = tok.encode("\n")  # a char table without one: nanoGPT's own default start
+    if len(prompt) > (block_size := model.config.block_size):  # the model could not see the rest anyway
         note(f"the prompt is {len(prompt)} tokens, longer than block_size {block_size}: keeping its last {block_size}")
         prompt = prompt[-block_size:]
     corpus = read_training_haiku(data_dir)
-    lexicon, logits_filter, particles, enforced = None, None, None, ""
+    lexicon, particles, enforced = None, None, ""
     if form is not None or config["haiku_report"]:
         alphabet = {c for c in tok.chars if len(c) == 1} if isinstance(tok, CharTokenizer) else None
-        lexicon = Lexicon.load(extra=words_of(corpus.docs) + user_words, alphabet=alphabet)
+        lexicon = Lexicon.load(extra=corpus.docs + user_words, alphabet=alphabet)
     if form is not None:
         kigo = {"free": None, "any": set().union(*season_words.values())}.get(season, season_words.get(season))
         constraint = FormConstraint(tok, Rules(form, lexicon, kigo, config["cut"]))
-        enforced = f"{format_form(form)}, real words, line ends (no function word, no rhyme)" + (
+        enforced = f"{verse.format_form(form)}, real words, line ends (no function word, no rhyme)" + (
             f", a season word ({season})" * bool(kigo) + ", a cut" * config["cut"])  # fmt: skip
         if config["max_new_tokens"] < constraint.rules.max_tokens() and "form" in typed:
             raise ValueError(f"form {config['form']} may take up to {constraint.rules.max_tokens()} tokens to finish; "
                              f"raise max_new_tokens to at least that")  # fmt: skip
         k = config["particles"] if config["temperature"] > 0 else 1  # greedy: one way to go
         states = constraint.rules.start(start, config["num_samples"] * k)
-        particles = Particles(constraint, states, k, config["temperature"], config["seed"]) if k > 1 else None
-        logits_filter = None if particles else constraint.logits_filter(states)
+        particles = Particles(constraint, states, k, config["temperature"], config["seed"])  # k=1: a plain filter
 
-    generator = torch.Generator(device).manual_seed(config["seed"])
-    sampling = dict(temperature=config["temperature"], top_k=top_k, top_p=top_p, generator=generator)
-    stop_token = tok.eot_id if is_haiku or form is not None else None
+    stop_token, live = tok.eot_id if is_haiku or form is not None else None, config["num_samples"] == 1
+    samples, unfinished, shown = [], [], ""  # unfinished: the numbers (from 1) of those that hit max_new_tokens
     with ctx:
-        stream = stream_samples(model, tok, prompt, config["num_samples"], config["max_new_tokens"],
-                                config["num_samples"] == 1, particles, stop_token=stop_token,
-                                logits_filter=logits_filter, **sampling)  # fmt: skip
-        samples, unfinished = print_samples(stream, live=config["num_samples"] == 1)
+        stream = stream_samples(model, tok, prompt, config["num_samples"], config["max_new_tokens"], live, particles,
+                                stop_token=stop_token, temperature=config["temperature"], top_k=top_k, top_p=top_p,
+                                generator=torch.Generator(device).manual_seed(config["seed"]))  # fmt: skip
+        for text, done, stopped in stream:
+            if live or done:  # a single sample as it grows, what is new since the last token; the others as they stop
+                print(text[len(shown) :], end=f"\n{SEPARATOR}\n" if done else "", flush=True)
+                shown = text if live else ""
+            if done:
+                samples.append(text)
+                unfinished += [] if stopped else [len(samples)]
+        scored = log_likelihood(model, tok, prompt, samples, stop_token) if config["haiku_report"] else None
     printed = "".join(f"{text}\n{SEPARATOR}\n" for text in samples)
     if form is not None and unfinished:
         note(f"samples {', '.join(map(str, unfinished))} of {len(samples)} did not finish the form "
-             f"{format_form(form)} within max_new_tokens={config['max_new_tokens']}")  # fmt: skip
+             f"{verse.format_form(form)} within max_new_tokens={config['max_new_tokens']}")  # fmt: skip
     if config["haiku_report"]:
-        with ctx:
-            scored = log_likelihood(model, tok, prompt, samples, stop_token)
-        report = haiku_report(samples, corpus, form or HAIKU, lexicon, enforced, season_words, scored)
+        report = verse.haiku_report(samples, corpus, form or verse.HAIKU, lexicon, enforced, season_words, scored)
         print(report)
         printed += report + "\n"
     if config["out_file"]:
         write_text(Path(config["out_file"]), printed)
     return samples
-
-
-def print_samples(stream: Iterator[tuple[str, bool, bool]], live: bool) -> tuple[list[str], list[int]]:
-    """Print each sample as it finishes (a single one as it grows), with a separator after each; return them, and the
-    numbers (from 1) of those that ran out of tokens before their stop token."""
-    samples, unfinished, shown = [], [], ""
-    for text, done, stopped in stream:
-        if live:  # print what is new since the last token
-            print(text[len(shown) :], end="\n" if done else "", flush=True)
-            shown = text
-        elif done:
-            print(text, flush=True)
-        if done:
-            print(SEPARATOR, flush=True)
-            samples.append(text)
-            if not stopped:
-                unfinished.append(len(samples))
-    return samples, unfinished
-
-
-def read_start(start: str) -> str:
-    """The prompt: the text itself, or a file's text for FILE:path."""
-    if not start.startswith("FILE:"):
-        return start
-    path = Path(start.removeprefix("FILE:")).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"no prompt file {path} (from --start={start})")
-    return path.read_text(encoding="utf-8")
 
 
 def load_model(init_from: str, out_dir: str, device: torch.device) -> tuple[GPT, Tokenizer, dict | None, Path | None]:
@@ -192,32 +164,19 @@ def load_model(init_from: str, out_dir: str, device: torch.device) -> tuple[GPT,
     return model_from_checkpoint(ckpt, device).eval(), tok, meta, data_dir
 
 
-def encode_prompt(start: str, tok: Tokenizer, start_at_eot: bool) -> list[int]:
-    """The prompt's ids, after an end-of-text when start_at_eot (a char table without one starts at a newline)."""
-    ids = tok.encode(start)
-    if start_at_eot and tok.eot_id is None and not ids:
-        ids = tok.encode("\n")  # nanoGPT's own default start
-    elif start_at_eot and tok.eot_id is not None and ids[:1] != [tok.eot_id]:
-        ids = [tok.eot_id, *ids]  # as in training, where every document follows an end-of-text
-    return ids
-
-
 def stream_samples(
     model: GPT, tok: Tokenizer, prompt: list[int], num_samples: int, max_new_tokens: int, live: bool = False,
     particles: Particles | None = None, **kw,
 ) -> Iterator[tuple[str, bool, bool]]:  # fmt: skip
-    """Sample continuations of prompt as one batch: yield (text, True, stopped) for each sample as soon as it stops
-    (stopped: at the stop token, not max_new_tokens) and, with live, (the text so far, False, False) after each token
-    of the first. With particles (the logits filter), each sample is particles.k rows, one of them drawn by weight when
-    all have stopped. kw are model.stream's sampling arguments."""
+    """Sample continuations of prompt as one batch (kw: model.stream's arguments): yield (text, True, stopped) for each
+    sample as it stops (stopped: at the stop token), and with live (the text so far, False, False) after each token of
+    the first. With particles (the logits filter) a sample is particles.k rows, one drawn by weight when all stop."""
     k, stop_token = particles.k if particles else 1, kw.get("stop_token")
-    if particles:
-        kw["logits_filter"] = particles
     idx = torch.tensor([prompt] * num_samples * k, dtype=torch.long, device=model.lm_head.weight.device)  # (B, T)
     head = prompt[1:] if prompt[0] == tok.eot_id else prompt  # the prompt as a sample shows it
     rows: list[list[int]] = [[] for _ in range(num_samples * k)]
     stopped, waiting = [False] * num_samples * k, list(range(num_samples))
-    for token in model.stream(idx, max_new_tokens, **kw):
+    for token in model.stream(idx, max_new_tokens, logits_filter=particles, **kw):
         if particles and particles.rows is not None:  # the rows were resampled before this token: so are their records
             order, particles.rows = particles.rows.tolist(), None
             rows, stopped = [list(rows[i]) for i in order], [stopped[i] for i in order]
@@ -239,8 +198,7 @@ def stream_samples(
 
 @torch.no_grad()
 def log_likelihood(model: GPT, tok: Tokenizer, prompt: list[int], samples: list[str], stop: int | None):
-    """The samples' tokens after the prompt (and the stop token that ended each), as their text encodes, scored by the
-    model itself at temperature 1 with no filter: the summed log-probability, and the number of tokens."""
+    """The summed log-probability and number of the samples' tokens after the prompt (and stop token), unfiltered."""
     head = prompt[1:] if prompt[0] == tok.eot_id else prompt
     total, count = 0.0, 0
     for text in samples:
@@ -253,21 +211,19 @@ def log_likelihood(model: GPT, tok: Tokenizer, prompt: list[int], samples: list[
     return total, count
 
 
-def read_training_haiku(data_dir: Path | None) -> Corpus:
-    """The training split's haiku and their lines as prepare/haiku.py deduplicates them, where they came from (or why
-    there are none), and the training documents of a small dataset (whose words the lexicon takes)."""
+def read_training_haiku(data_dir: Path | None) -> verse.Corpus:
+    """The training haiku and lines (deduplicated as prepare/haiku.py does), their source or why none, and the docs."""
     if data_dir is None or not (data_dir / "train.bin").is_file() or not (data_dir / "meta.json").is_file():
-        return Corpus("the checkpoint's training data folder was not found")
-    meta = read_meta(data_dir)
-    docs = []
+        return verse.Corpus("the checkpoint's training data folder was not found")
+    meta, docs = read_meta(data_dir), []
     if (data_dir / "train.bin").stat().st_size <= 2 * MAX_CORPUS_TOKENS:
         text = load_tokenizer(meta).decode(np.fromfile(data_dir / "train.bin", dtype=np.uint16).tolist())
         docs = [doc for doc in text.split(EOT) if doc.strip()]  # the documents, between end-of-text ids
     if meta.get("dataset") != "haiku":
-        return Corpus(f"{data_dir} is not a haiku dataset", docs=docs)
+        return verse.Corpus(f"{data_dir} is not a haiku dataset", docs=docs)
     keys = {dedupe_key(doc) for doc in docs}
-    lines = {dedupe_key(line) for doc in docs for line in haiku_lines(doc)}
-    return Corpus(f"{len(keys):,} training haiku in {data_dir}", keys, lines, docs)
+    lines = {dedupe_key(line) for doc in docs for line in verse.haiku_lines(doc)}
+    return verse.Corpus(f"{len(keys):,} training haiku in {data_dir}", keys, lines, docs)
 
 
 def note(message: str) -> None:

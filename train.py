@@ -25,7 +25,6 @@ SIGTERM (a cluster's preemption) finishes the current step, saves ckpt.pt and ex
 import math
 import sys
 from contextlib import nullcontext
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -33,8 +32,8 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from haikugpt import training
 from haikugpt.checkpoint import build_checkpoint, model_from_checkpoint
-from haikugpt.device import DTYPES, all_max, all_mean, gather, print0, setup_device, teardown_ddp, to_device
 from haikugpt.files import one_line_errors
+from haikugpt.training import DTYPES, all_max, all_mean, gather, print0, setup_device, teardown_ddp, to_device
 from model import hold_frozen_in
 
 
@@ -47,18 +46,12 @@ def train(argv: list[str]) -> None:
     if pretrained and ignored:
         raise ValueError(f"{ignored[0]}={user[ignored[0]]!r} does not apply to init_from={pretrained}, which brings "
                          f"its own shape; drop --{ignored[0]}")  # fmt: skip
-    data_dir = training.find_dataset(config["dataset"])
-    meta = training.read_meta(data_dir)
+    data_dir, meta = training.find_dataset(config["dataset"])
     training.check_vocab(meta, ckpt["meta"] if ckpt else None, pretrained, "python prepare/haiku.py")
 
     # the model, on this rank's device
     ranks, device, dtype, ctx, compiled = setup_device(config)
-    master = ranks.rank == 0
-    if ckpt is not None:  # dropout is the one model setting a resumed run may change
-        ckpt["model_args"].update(dropout=config["dropout"], lora_dropout=config["lora_dropout"])
-        model = model_from_checkpoint(ckpt)
-    else:
-        model = training.init_gpt(config, meta["vocab_size"])
+    model = model_from_checkpoint(ckpt) if ckpt else training.init_gpt(config, meta["vocab_size"])
     if meta["vocab_size"] > model.config.vocab_size:
         raise ValueError(f"the dataset's vocabulary of {meta['vocab_size']} does not fit the model's "
                          f"vocab_size {model.config.vocab_size}")  # fmt: skip
@@ -69,32 +62,19 @@ def train(argv: list[str]) -> None:
             raise ValueError(f"{data_dir / split}.bin holds {n} tokens, too few for block_size {block_size}; lower it")
 
     # how it runs: precision, compile, DDP; the optimizer; where a resumed run continues
-    out_dir = Path(config["out_dir"])
     accum_steps = training.micro_steps(config["gradient_accumulation_steps"], ranks.world_size)
-    if master:
-        training.check_writable(out_dir)  # before the first step, not at the first save
     if model.config.lora_rank:  # frozen weights in the training dtype: half the memory in bfloat16
         hold_frozen_in(model, DTYPES[dtype])
     model.to(device)
     optimizer = model.configure_optimizers(
         config["weight_decay"], config["learning_rate"], (config["beta1"], config["beta2"]), device.type
     )
-    scaler = torch.amp.GradScaler(device.type, enabled=dtype == "float16")
-    generator = torch.Generator().manual_seed(config["seed"] + training.TRAIN_BATCHES_SEED + ranks.rank)  # the batches
-    torch.manual_seed(config["seed"] + ranks.rank)  # dropout; the weights come from the model's own generator
-    iter_num, best_val_loss = 0, float("inf")
-    if ckpt is not None:
-        training.restore_run(ckpt, optimizer, scaler, generator, ranks, device, config["seed"])
-        iter_num, best_val_loss = ckpt["iter_num"], ckpt["best_val_loss"]
+    scaler, generator = training.start_run(config, optimizer, ckpt, ranks, device, dtype)
+    iter_num, best_val_loss = (ckpt["iter_num"], ckpt["best_val_loss"]) if ckpt else (0, float("inf"))
     raw_model = model  # unwrapped and uncompiled: what is saved
-    if compiled:
-        torch._dynamo.config.suppress_errors = True  # a compiler failure falls back to eager, with a warning
-        model = torch.compile(model)
-    if ranks.ddp:
-        model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True  # float32 matmuls on tensor cores
-        torch.backends.cudnn.allow_tf32 = True
+    model = torch.compile(model) if compiled else model
+    model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None) if ranks.ddp else model
+    torch.backends.cuda.matmul.allow_tf32 = True  # CUDA's float32 matmuls on tensor cores (cuDNN's are by default)
     resolved = training.describe_run(config, raw_model, ranks, device, dtype, compiled, accum_steps)
     print0(f"tokens per iteration: {accum_steps * ranks.world_size * config['batch_size'] * block_size:,} = "
            f"{ranks.world_size} ranks x {accum_steps} micro-steps x {config['batch_size']} x {block_size}")  # fmt: skip
@@ -103,9 +83,8 @@ def train(argv: list[str]) -> None:
         """batch_size random windows of the split: inputs x and targets y, x shifted by one, (B, T) on device."""
         data = np.memmap(data_dir / f"{split}.bin", dtype=np.uint16, mode="r")  # reopened: its pages are not kept
         starts = torch.randint(len(data) - block_size, (config["batch_size"],), generator=generator).tolist()
-        x = torch.from_numpy(np.stack([data[i : i + block_size] for i in starts]).astype(np.int64))
-        y = torch.from_numpy(np.stack([data[i + 1 : i + 1 + block_size] for i in starts]).astype(np.int64))
-        return to_device(x, device), to_device(y, device)
+        xy = torch.from_numpy(np.stack([data[i : i + 1 + block_size] for i in starts]).astype(np.int64))
+        return to_device(xy[:, :-1], device), to_device(xy[:, 1:], device)
 
     nbytes = training.token_bytes(meta, raw_model.config.vocab_size).to(device)
 
@@ -113,7 +92,7 @@ def train(argv: list[str]) -> None:
     def estimate_loss() -> dict[str, float]:
         """Mean loss over eval_iters batches per split, and bits per byte; the same batches at every eval."""
         model.eval()
-        out = {}
+        out, bpb = {}, {}
         for split in ("train", "val"):
             batches = torch.Generator().manual_seed(config["seed"] + training.EVAL_BATCHES_SEED + ranks.rank)
             total = torch.zeros(3, device=device)  # loss summed over targets (nats), targets, their bytes
@@ -124,18 +103,17 @@ def train(argv: list[str]) -> None:
                 total += torch.stack([loss.float() * y.numel(), torch.tensor(y.numel()), nbytes[y].sum()])
             nats, targets, n_bytes = all_mean(total, ranks).tolist()
             out[f"{split}/loss"] = nats / targets
-            if n_bytes:  # 0 where the tokenizer could not be loaded (training.token_bytes)
-                out[f"{split}/bpb"] = training.bits_per_byte(nats, n_bytes)
+            if n_bytes:  # bits per byte, comparable across tokenizers (0 bytes: no tokenizer, see token_bytes)
+                bpb[f"{split}/bpb"] = nats / math.log(2) / n_bytes
         model.train()
-        return out
+        return {**out, **bpb}
 
     def save(step: int, best: bool) -> None:
         """ckpt.pt (and best.pt) with every rank's random streams, so a resumed run repeats this one exactly."""
         rng, sampler = gather(training.rng_state(device), ranks), gather(generator.get_state(), ranks)
-        if master:
-            ckpt = build_checkpoint(raw_model, config, meta, resolved, optimizer, scaler, step, best_val_loss,
-                                    rng=rng, sampler=sampler)  # fmt: skip
-            training.save_run(ckpt, best)
+        if ranks.rank == 0:
+            training.save_run(build_checkpoint(raw_model, config, meta, resolved, optimizer, scaler, step,
+                                               best_val_loss, rng=rng, sampler=sampler), best)  # fmt: skip
 
     log = training.Log(config, resolved, ranks, device, raw_model.flops_per_token())
     with training.StopSignal() as stop:
@@ -150,14 +128,7 @@ def train(argv: list[str]) -> None:
                 with log.paused():
                     log.check_losses()  # never save weights that a non-finite loss has touched
                     losses = estimate_loss()
-                    bpb = (
-                        f", train bpb {losses['train/bpb']:.4f}, val bpb {losses['val/bpb']:.4f}"
-                        if nbytes.any()
-                        else ""
-                    )
-                    print0(
-                        f"step {step}: train loss {losses['train/loss']:.4f}, val loss {losses['val/loss']:.4f}{bpb}"
-                    )
+                    print0(f"step {step}: " + ", ".join(f"{k.replace('/', ' ')} {v:.4f}" for k, v in losses.items()))
                     if not all(map(math.isfinite, losses.values())):
                         sys.exit(f"error: eval is not finite at step {step}; stopping without saving")
                     log.record({"iter": step, **losses, "lr": lr})

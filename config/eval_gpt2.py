@@ -1,7 +1,6 @@
 # OpenAI's GPT-2 (124M) on OpenWebText: one eval, no training, no checkpoint (nanoGPT: val loss ~3.12):
 #   python prepare/openwebtext.py && python train.py config/eval_gpt2.py
 init_from = "gpt2"
-dataset = "openwebtext"
 out_dir = "out-eval-gpt2"
 eval_only = True
 eval_iters = 500  # x 8 x 1024 = 4M tokens per split, about the size of the val split

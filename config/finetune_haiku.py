@@ -18,11 +18,9 @@ gradient_accumulation_steps = 2  # 16 x 128 x 2 = 4,096 tokens per step, ~1/12 o
 max_iters = 30  # ~2.5 passes, in which ~50k tokens are memorised: eval often, keep the checkpoint of best val loss
 eval_interval = 5
 eval_iters = 20
-log_interval = 1
 always_save_checkpoint = False
 learning_rate = 5e-5  # small, to move the pretrained weights gently
 warmup_iters = 5
 lr_decay_iters = 30
 min_lr = 5e-6
 dropout = 0.1  # GPT-2's own, which guards against memorising so little data
-weight_decay = 0.1

@@ -27,6 +27,6 @@ lr_decay_iters = 400
 min_lr = 6e-4
 beta2 = 0.99  # few tokens per step: average the second moment over more of them
 dropout = 0.2
-eval_interval = 50  # the val loss still falls at the end: best.pt is the last model
+eval_interval = 50  # the val loss is flat from step 350 on: best.pt is one of the last two evals
 eval_iters = 10
 log_interval = 50

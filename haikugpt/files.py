@@ -26,9 +26,7 @@ class WriteError(OSError):  # an OSError whose message is already the one line t
 
 
 def atomic_write(path: Path, write: Callable[[BinaryIO], None], size: int | None = None) -> None:
-    """Call write(f) on a temporary file beside path, fsync it and rename it over path; size: the bytes expected,
-    for the message when the disk fills up."""
-    path = Path(path)
+    """Call write(f) on a temporary file beside path, fsync it, rename it over path (size: for a full disk's error)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # same folder, so the rename is atomic
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -60,7 +58,6 @@ def write_json(path: Path, obj) -> None:
 
 def replace_folder(folder: Path, fill: Callable[[Path], None]) -> None:
     """Fill a new folder under a temporary name, then swap it in for folder (an earlier one is removed only then)."""
-    folder = Path(folder)
     tmp, old = folder.with_name(f".{folder.name}.{os.getpid()}.tmp"), folder.with_name(f".{folder.name}.old")
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
@@ -91,7 +88,7 @@ def explain(e: OSError, path: Path, size: int | None = None, kept: str | None = 
     """One line for an OSError met writing path; kept: what survived it, such as the previous file."""
     kept = f"; {kept}" if kept else ""
     if e.errno in (errno.ENOSPC, errno.EDQUOT):
-        needed, here = f"needs about {size_text(size)} and " if size else "", Path(path).absolute()
+        needed, here = f"needs about {size_text(size)} and " if size else "", path.absolute()
         free = size_text(shutil.disk_usage(next(p for p in (here, *here.parents) if p.exists())).free)
         return f"no space left on the disk writing {path}: it {needed}{free} is free{kept}"
     if e.errno in READ_ONLY:
@@ -114,8 +111,7 @@ def one_line_errors() -> Iterator[None]:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(1)
     except (ValueError, OSError, RuntimeError) as e:
+        line = (str(e).strip().splitlines() or [type(e).__name__])[0]
         if isinstance(e, OSError) and not isinstance(e, WriteError) and e.strerror:
             line = f"{e.filename}: {e.strerror}" if e.filename else e.strerror
-        else:
-            line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         sys.exit(f"error: {line}" if int(os.environ.get("RANK", 0)) == 0 else 1)

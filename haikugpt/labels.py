@@ -1,14 +1,12 @@
 """Classifying texts with a GPT (classify.py, export.py): a linear head on the hidden state of each text's last token
 (its end-of-text), the labelled splits on disk, padded batches, and scores.
 
-    make_room(gpt, pad_id)                               # a row for the padding id, if the token table has none
-    model = Classifier(gpt, n_labels=5, pad_id=pad_id)
+    model = Classifier(gpt, n_labels=5, pad_id=pad_id)       # after make_room(gpt, pad_id), if wte has no such row
     logits, loss = model(pad_batch(texts, pad_id), labels)   # texts: token ids, each ending with end-of-text
     print(format_scores(score_predictions(labels, predictions, names, majority=0)))
 
-Texts are right-padded with pad_id, the first id past the data's vocabulary. A causal model's hidden state never sees
-what comes after it, so a text gets the same logits alone or in any batch, and the same as from Hugging Face's
-GPT2ForSequenceClassification, which pools the last token that is not its pad_token_id, on export.py's folder.
+Texts are right-padded with pad_id, the first id past the data's vocabulary; a causal model never looks ahead, so
+a text gets the same logits alone, in any batch, and from export.py's folder in GPT2ForSequenceClassification.
 """
 
 from dataclasses import replace
@@ -18,9 +16,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
+from torch.nn.utils.rnn import pad_sequence
 
 from haikugpt.checkpoint import model_from_checkpoint, on_meta
-from haikugpt.device import to_device
 from haikugpt.files import write_bytes
 from model import GPT, flops_per_token, padded_vocab
 
@@ -35,8 +33,7 @@ class Classifier(nn.Module):
         self.gpt, self.config, self.pad_id = gpt, gpt.config, pad_id  # config: what checkpoints save as model_args
         self.score = nn.Linear(gpt.config.n_embd, n_labels, bias=False)
         if not self.score.weight.is_meta:  # classifier_from_checkpoint builds the head on the meta device
-            with torch.no_grad():
-                self.score.weight.normal_(0.0, 0.02, generator=torch.Generator().manual_seed(seed))
+            nn.init.normal_(self.score.weight, 0.0, 0.02, generator=torch.Generator().manual_seed(seed))
 
     def forward(self, idx: Tensor, labels: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         """Logits (B, n_labels) of right-padded texts idx (B, T); with labels (B,), the mean cross-entropy too."""
@@ -70,7 +67,6 @@ def make_room(gpt: GPT, pad_id: int) -> None:
 
 
 def is_classifier(ckpt: dict) -> bool:
-    """Whether a checkpoint holds a classifier (classify.py's) rather than a language model (train.py's)."""
     return "score.weight" in ckpt["model"]
 
 
@@ -79,9 +75,8 @@ def classifier_from_checkpoint(ckpt: dict, device: str | torch.device = "cpu") -
     meta, weight = ckpt["meta"] or {}, ckpt["model"].get("score.weight")
     if weight is None or "labels" not in meta:
         raise ValueError("the checkpoint holds a language model, not a classifier; train one with classify.py")
-    if weight.size(0) != len(meta["labels"]):
-        raise RuntimeError(f"the checkpoint's head scores {weight.size(0)} labels but its meta names "
-                           f"{len(meta['labels'])}")  # fmt: skip
+    if len(weight) != len(meta["labels"]):
+        raise RuntimeError(f"the checkpoint's head scores {len(weight)} labels, its meta names {len(meta['labels'])}")
     gpt = model_from_checkpoint(ckpt, device)
     with on_meta():  # no throwaway init of a head that is about to be replaced
         model = Classifier(gpt, len(meta["labels"]), meta["vocab_size"])
@@ -114,11 +109,6 @@ def read_split(folder: Path, split: str, eot_id: int) -> tuple[list[np.ndarray],
     return texts, labels
 
 
-def encode_texts(tok, texts: list[str]) -> list[np.ndarray]:
-    """Each text's token ids followed by end-of-text, as prepare/labelled.py writes them."""
-    return [np.append(tok.encode_array(text), tok.eot_id).astype(np.int64) for text in texts]
-
-
 def fit_block(texts: list[np.ndarray], block_size: int) -> tuple[list[np.ndarray], int]:
     """Texts cut to block_size tokens (the first block_size - 1 and the end-of-text), and how many were cut."""
     cut = sum(len(t) > block_size for t in texts)
@@ -127,10 +117,7 @@ def fit_block(texts: list[np.ndarray], block_size: int) -> tuple[list[np.ndarray
 
 def pad_batch(texts: list[np.ndarray], pad: int) -> Tensor:
     """Texts as one batch (B, T) on the CPU, right-padded with pad to the longest."""
-    x = np.full((len(texts), max(len(t) for t in texts)), pad, dtype=np.int64)
-    for i, t in enumerate(texts):
-        x[i, : len(t)] = t
-    return torch.from_numpy(x)
+    return pad_sequence([torch.as_tensor(t, dtype=torch.long) for t in texts], batch_first=True, padding_value=pad)
 
 
 @torch.no_grad()
@@ -139,7 +126,7 @@ def logits_of(model, texts: list[np.ndarray], pad: int, batch_size: int, device:
     order = np.argsort([len(t) for t in texts], kind="stable")
     parts = []
     for start in range(0, len(texts), batch_size):
-        x = to_device(pad_batch([texts[i] for i in order[start : start + batch_size]], pad), device)
+        x = pad_batch([texts[i] for i in order[start : start + batch_size]], pad).to(device)  # .cpu() syncs anyway
         with ctx:
             parts.append(model(x)[0].float().cpu())
     return torch.cat(parts)[torch.from_numpy(np.argsort(order))]  # back in the texts' order

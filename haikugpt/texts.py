@@ -26,20 +26,18 @@ UNREADABLE = object()  # a JSON line that could not be parsed
 
 
 def decode_bytes(data: bytes) -> tuple[str, int]:
-    """The text of UTF-8 bytes, any line that is not UTF-8 read as cp1252 (bytes it lacks become U+FFFD), and how
-    many lines fell back to cp1252."""
+    """The text of UTF-8 bytes, lines that are not UTF-8 read as cp1252 (U+FFFD for bytes it lacks), and how many."""
     try:
         return data.decode("utf-8-sig"), 0
-    except UnicodeDecodeError:
-        pass
-    lines, fallback = [], 0
-    for line in data.split(b"\n"):
-        try:
-            lines.append(line.decode("utf-8"))
-        except UnicodeDecodeError:
-            lines.append(line.decode("cp1252", errors="replace"))
-            fallback += 1
-    return "\n".join(lines).removeprefix("\ufeff"), fallback
+    except UnicodeDecodeError:  # line by line
+        lines, fallback = [], 0
+        for line in data.split(b"\n"):
+            try:
+                lines.append(line.decode("utf-8"))
+            except UnicodeDecodeError:
+                lines.append(line.decode("cp1252", errors="replace"))
+                fallback += 1
+        return "\n".join(lines).removeprefix("\ufeff"), fallback
 
 
 def blocks(text: str) -> list[str]:
@@ -63,7 +61,14 @@ def read_rows(path: Path) -> tuple[list, list[str], dict]:
         raise ValueError(f"{path}: unknown format {path.suffix or '(binary, no extension)'!r} (expected "
                          f"{', '.join(FORMATS)})")  # fmt: skip
     if fmt == "parquet":
-        return *read_parquet(path), {"path": str(path), "format": fmt}
+        try:
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise RuntimeError(f"{path}: reading Parquet needs pyarrow (pip install pyarrow)") from None
+        try:
+            return pq.read_table(path).to_pylist(), pq.read_schema(path).names, {"path": str(path), "format": fmt}
+        except Exception as e:  # pyarrow's errors for a damaged file come in several classes
+            raise ValueError(f"{path}: not a readable Parquet file ({str(e).splitlines()[0]})") from None
     if not data.strip():
         raise ValueError(f"{path} is empty")
     text, fallback = decode_bytes(data)
@@ -97,18 +102,6 @@ def parse_json(line: str):
         return json.loads(line)
     except json.JSONDecodeError:
         return UNREADABLE
-
-
-def read_parquet(path: Path) -> tuple[list[dict], list[str]]:
-    try:
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise RuntimeError(f"{path}: reading Parquet needs pyarrow (pip install pyarrow)") from None
-    try:
-        names = pq.read_schema(path).names
-        return pq.read_table(path).to_pylist(), names
-    except Exception as e:  # pyarrow's errors for a damaged file come in several classes
-        raise ValueError(f"{path}: not a readable Parquet file ({str(e).splitlines()[0]})") from None
 
 
 def clean_text(text: str) -> str:
@@ -151,14 +144,16 @@ class LabelledFile:
     info: dict = field(default_factory=dict)  # path, format, the columns read, rows dropped
 
 
-def find_column(path: Path, names: list[str], given: str | None, candidates: tuple, what: str) -> str | None:
-    """The column called given, else the first candidate present (case-insensitive); None if there is none."""
+def find_column(path: Path, names: list[str], given: str | None, candidates: tuple, what: str) -> str:
+    """The column called given, else the first candidate present (case-insensitive); an error if there is none."""
     lower = {name.lower(): name for name in names}
+    for column in (given,) if given is not None else candidates:
+        if column.lower() in lower:
+            return lower[column.lower()]
     if given is not None:
-        if given.lower() not in lower:
-            raise ValueError(f"{path}: no {what} column {given!r} (--{what}_column); found {', '.join(names)}")
-        return lower[given.lower()]
-    return next((lower[c] for c in candidates if c in lower), None)
+        raise ValueError(f"{path}: no {what} column {given!r} (--{what}_column); found {', '.join(names)}")
+    raise ValueError(f"{path}: no {what} column (expected one of {', '.join(candidates)}, or --{what}_column; found "
+                     f"{', '.join(names) or 'nothing'})")  # fmt: skip
 
 
 def read_labelled(path: Path, text_column: str | None = None, label_column: str | None = None,
@@ -181,10 +176,6 @@ def read_labelled(path: Path, text_column: str | None = None, label_column: str 
     else:
         text = find_column(path, names, text_column if info["format"] != "text" else None, TEXT_FIELDS, "text")
         label = find_column(path, names, label_column, LABEL_FIELDS, "label") if need_labels else None
-        for what, column, fields in (("text", text, TEXT_FIELDS), ("label", label, LABEL_FIELDS)):
-            if column is None and (what == "text" or need_labels):
-                raise ValueError(f"{path}: no {what} column (expected one of {', '.join(fields)}, or --{what}_column; "
-                                 f"found {', '.join(names) or 'nothing'})")  # fmt: skip
         texts, base = [row.get(text) if isinstance(row, dict) else None for row in rows], 0
         how = f"text {text!r}" + (f", label {label!r}" if label else "")
     out = LabelledFile([], [], base, {**info, "columns": how, "read": len(rows)})
@@ -208,12 +199,8 @@ def read_labelled(path: Path, text_column: str | None = None, label_column: str 
 
 def to_names(labels: list[str | None], names: list[str], base: int = 0) -> list[str | None]:
     """Each label as one of names: itself, or names[n - base] for a number n; None for a label that is neither."""
-
-    def name(label: str | None) -> str | None:
-        if label is None or label in names:
-            return label
-        if label.lstrip("-").isdigit() and 0 <= int(label) - base < len(names):
-            return names[int(label) - base]
-        return None
-
-    return [name(label) for label in labels]
+    numbered = {n + base: name for n, name in enumerate(names)}
+    return [
+        label if label is None or label in names else numbered.get(int(label)) if label.lstrip("-").isdigit() else None
+        for label in labels
+    ]

@@ -63,11 +63,9 @@ class BPETokenizer(Tokenizer):
     def token_bytes(self, i: int) -> bytes:
         return self.encoding.decode_single_token_bytes(i)
 
-    def meta(self) -> dict:
-        if self.name == "gpt2":
-            return super().meta()
-        tokens = [self.token_bytes(i).hex() for i in range(self.eot_id)]
-        return {**super().meta(), "bpe": tokens}  # a learnt BPE: its tokens in rank order, the merges implied
+    def meta(self) -> dict:  # a learnt BPE's tokens in rank order (the merges implied); GPT-2's come from tiktoken
+        learnt = {} if self.name == "gpt2" else {"bpe": [self.token_bytes(i).hex() for i in range(self.eot_id)]}
+        return {**super().meta(), **learnt}
 
 
 class CharTokenizer(Tokenizer):
@@ -79,10 +77,9 @@ class CharTokenizer(Tokenizer):
             raise ValueError(f"a char table is single characters, with {EOT!r} at most once")
         self.chars, self.name, self.vocab_size = chars, "char", len(chars)
         self.eot_id = chars.index(EOT) if EOT in chars else None
-        # Lookup table from code point to id; -1 marks characters outside the table.
         ids = [i for i, c in enumerate(chars) if c != EOT]
         codepoints = np.array([ord(chars[i]) for i in ids], dtype=np.int64)
-        self.lut = np.full(int(codepoints.max(initial=0)) + 2, -1, dtype=np.int32)
+        self.lut = np.full(int(codepoints.max(initial=0)) + 2, -1, dtype=np.int32)  # code point -> id; -1: none
         self.lut[codepoints] = ids
 
     @classmethod
@@ -95,14 +92,10 @@ class CharTokenizer(Tokenizer):
         return cls([EOT, *sorted(chars)])
 
     def encode(self, text: str) -> list[int]:
-        ids = []
-        for i, part in enumerate(text.split(EOT)):
-            if i:
-                if self.eot_id is None:
-                    raise ValueError(f"this char table has no {EOT}")
-                ids.append(self.eot_id)
-            ids.extend(self.encode_array(part).tolist())
-        return ids
+        if EOT in text and self.eot_id is None:
+            raise ValueError(f"this char table has no {EOT}")
+        first, *rest = (self.encode_array(part).tolist() for part in text.split(EOT))
+        return first + [i for part in rest for i in (self.eot_id, *part)]
 
     def encode_array(self, text: str) -> np.ndarray:
         codepoints = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)

@@ -1,30 +1,32 @@
 """What train.py and classify.py share, as plain functions their loops call: the training keys and their defaults, the
-config a run resumes with, the model that init_from names, the datasets, the device, the learning-rate schedule, the
-log line, checkpoints that resume exactly, and preemption.
+config a run resumes with (its checkpoint's, the command line over it), the model init_from names, the datasets, the
+device (dtype, compile, peak FLOP/s; None means "this device's default" in every script), DDP ranks under torchrun,
+the learning-rate schedule, the log line, checkpoints that resume exactly, and preemption."""
 
-A resumed run (init_from='resume') starts from the config stored in its checkpoint and applies the command line over
-it, so `python train.py --init_from=resume --out_dir=out-haiku-bpe --max_iters=2000` continues a run.
-"""
-
+import ctypes
 import dataclasses
+import gc
+import importlib.util
 import json
 import math
 import os
 import pickle
 import random
+import re
 import shutil
 import signal
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
+from functools import cache
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 import configurator
 from haikugpt.checkpoint import check_name, load_checkpoint, load_pretrained, model_from_checkpoint, save_checkpoint
-from haikugpt.device import Ranks, all_mean, peak_flops, print0
 from haikugpt.files import READ_ONLY, ROOT, WriteError, atomic_write, write_json
 from haikugpt.tokenizer import load_tokenizer, same_vocabulary
 from model import GPT, LORA_TARGETS, GPTConfig, add_adapters, padded_vocab
@@ -81,6 +83,15 @@ POSITIVE_KEYS = ("batch_size", "block_size", "eval_interval", "log_interval", "e
 SHAPE_KEYS = ("n_layer", "n_head", "n_embd", "block_size", "bias", "lora_rank", "lora_alpha", "lora_targets")
 DATA_DIR = ROOT / "data"  # where the prepare scripts write datasets, data/<name>
 TRAIN_BATCHES_SEED, EVAL_BATCHES_SEED = 1_000, 2_000  # seed offsets of the random streams (+ rank on each DDP rank)
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# Dense bf16/fp16 tensor-core FLOP/s from NVIDIA's datasheets, matched against torch.cuda.get_device_name() in this
+# order (so "a100" is tried before "a10", A10 and AWS's A10G). MFU is against this 16-bit peak, whatever the dtype.
+GPU_PEAK_FLOPS = {
+    "b200": 2250e12, "h200": 989e12, "h100 nvl": 835e12, "h100 pcie": 756e12, "h100": 989e12, "h800": 989e12,
+    "a100": 312e12, "a800": 312e12, "a10": 125e12, "l40s": 362e12, "l40": 181e12, "l4": 121e12, "a6000": 155e12,
+    "4090": 165e12, "3090": 71e12, "v100": 125e12, "t4": 65e12,
+}  # fmt: skip
+RANK = int(os.environ.get("RANK", 0))  # set by torchrun
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -88,9 +99,8 @@ TRAIN_BATCHES_SEED, EVAL_BATCHES_SEED = 1_000, 2_000  # seed offsets of the rand
 
 
 def read_config(defaults: dict, argv: list[str], doc: str, source: str = "") -> tuple[dict, dict, dict | None]:
-    """The user's config, the keys they set themselves, and the checkpoint when resuming (its config is the base,
-    and its model's shape is kept: keys that differ are refused, each named). source: the script whose comments
-    --help shows beside this file's."""
+    """The user's config, the keys they set, and the checkpoint when resuming (its config the base, its model's shape
+    kept: keys that differ are refused). source: the script whose comments --help shows beside this file's."""
     user = configurator.overrides(defaults, argv, doc, (__file__, source) if source else (__file__,))
     config = {**defaults, **user}
     check_values(config)
@@ -100,6 +110,7 @@ def read_config(defaults: dict, argv: list[str], doc: str, source: str = "") -> 
     saved = {k: v for k, v in ckpt["config"].items() if k in defaults}
     config = {**defaults, **saved, **user, "init_from": "resume"}
     check_values(config)
+    ckpt["model_args"].update(dropout=config["dropout"], lora_dropout=config["lora_dropout"])  # the one change allowed
     kept = {k: ckpt["model_args"].get(k, getattr(GPTConfig(), k)) for k in SHAPE_KEYS}
     kept["lora_targets"] = ",".join(kept["lora_targets"])
     differ = [k for k in SHAPE_KEYS if k in user and user[k] != kept[k]]
@@ -108,11 +119,8 @@ def read_config(defaults: dict, argv: list[str], doc: str, source: str = "") -> 
         drop = " and ".join(f"--{k}" for k in differ)
         raise ValueError(f"{detail}: a resumed run keeps its model's shape; drop {drop}, or train a new model with "
                          "another out_dir")  # fmt: skip
-    changed = [f"{k} {saved[k]!r} -> {v!r}" for k, v in user.items() if k != "init_from" and saved.get(k, v) != v]
-    print0(
-        f"resuming {config['out_dir']} at step {ckpt['iter_num']}"
-        + (f"; changed: {'; '.join(changed)}" if changed else "")
-    )
+    edits = [f"{k} {saved[k]!r} -> {v!r}" for k, v in user.items() if k != "init_from" and saved.get(k, v) != v]
+    print0(f"resuming {config['out_dir']} at step {ckpt['iter_num']}" + f"; changed: {'; '.join(edits)}" * bool(edits))
     return config, user, ckpt
 
 
@@ -125,8 +133,6 @@ def check_values(config: dict) -> None:
         raise ValueError(f"warmup_iters={config['warmup_iters']} exceeds lr_decay_iters={config['lr_decay_iters']}")
     if config["n_embd"] % config["n_head"]:
         raise ValueError(f"n_embd={config['n_embd']} must be divisible by n_head={config['n_head']}")
-    if config["dtype"] not in (None, "float32", "bfloat16", "float16"):
-        raise ValueError(f"dtype={config['dtype']!r}: expected float32, bfloat16 or float16 (or None for the default)")
     for key in ("dropout", "lora_dropout"):
         if not 0 <= config[key] < 1:
             raise ValueError(f"{key}={config[key]} must be in [0, 1)")
@@ -136,12 +142,12 @@ def check_values(config: dict) -> None:
     if unknown:
         raise ValueError(f"lora_targets: {unknown[0]!r} is not a projection of the model; choose from "
                          f"{', '.join(LORA_TARGETS)}")  # fmt: skip
+    resolve_dtype(config["dtype"], torch.device("meta"))  # its name; whether the device has it is checked on it
 
 
 def check_vocab(meta: dict, ckpt_meta: dict | None, pretrained: str | None, prepare: str) -> None:
-    """Refuse data whose token ids mean something else to the model, before any weights are read or downloaded: a
-    checkpoint's vocabulary must be the data's, and pretrained weights read GPT-2 BPE (prepare: the command that
-    makes GPT-2 BPE data)."""
+    """Refuse data whose token ids mean something else to the model (a checkpoint's vocabulary must be the data's, and
+    pretrained weights read GPT-2 BPE, which prepare makes) before any weights are read or downloaded."""
     data = f"the dataset's {meta['tokenizer']} vocabulary of {meta['vocab_size']}"
     if ckpt_meta is not None and not same_vocabulary(ckpt_meta, meta):
         raise ValueError(f"the checkpoint was trained on a different vocabulary than {data}")
@@ -175,19 +181,18 @@ def init_gpt(config: dict, vocab_size: int, lm_ckpt: dict | None = None) -> GPT:
     return model
 
 
-def describe_run(config: dict, model, ranks: Ranks, device, dtype: str, compiled: bool, accum: int) -> dict:
-    """What the run resolved from the user's config (device, dtype, compile, ranks, the model's shape): printed after
-    the config itself, as a config file, and returned for config.json and the checkpoints."""
+def describe_run(config: dict, model, ranks: "Ranks", device, dtype: str, compiled: bool, accum: int) -> dict:
+    """What the run resolved (device, dtype, compile, ranks, the model's shape): printed after the config, as a config
+    file, and returned for config.json and the checkpoints."""
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     resolved = {"device": str(device), "dtype": dtype, "compile": compiled, "ranks": ranks.world_size,
                 "micro_steps_per_rank": accum, "parameters": model.num_params(), "trainable": trainable,
                 "model": dataclasses.asdict(model.config)}  # fmt: skip
-    lines = [f"{k} = {v!r}" for k, v in config.items()]
-    lines.append("# resolved: " + ", ".join(f"{k} {v!r}" for k, v in resolved.items() if k != "model"))
-    lines.append("# model: " + ", ".join(f"{k} {v!r}" for k, v in resolved["model"].items()))
+    print0(*(f"{k} = {v!r}" for k, v in config.items()), sep="\n")
+    print0("# resolved: " + ", ".join(f"{k} {v!r}" for k, v in resolved.items() if k != "model"))
+    print0("# model: " + ", ".join(f"{k} {v!r}" for k, v in resolved["model"].items()))
     frozen = trainable < sum(p.numel() for p in model.parameters())  # LoRA
-    lines.append(f"{model.num_params() / 1e6:.2f}M parameters" + f", {trainable / 1e6:.2f}M of them trained" * frozen)
-    print0("\n".join(lines))
+    print0(f"{model.num_params() / 1e6:.2f}M parameters" + f", {trainable / 1e6:.2f}M of them trained" * frozen)
     return resolved
 
 
@@ -201,15 +206,15 @@ def dataset_dir(name: str) -> Path | None:
     return next((d for d in (Path(name).expanduser(), Path("data") / name, DATA_DIR / name) if d.is_dir()), None)
 
 
-def find_dataset(name: str) -> Path:
-    """The dataset's folder, with both splits; an error naming the command that prepares it if it is missing."""
+def find_dataset(name: str) -> tuple[Path, dict]:
+    """The dataset's folder, with both splits, and its meta; an error naming the command that prepares it if missing."""
     folder = dataset_dir(name)
     if folder is None or not (folder / "train.bin").is_file():
         raise FileNotFoundError(f"dataset {name!r} is not prepared (no {DATA_DIR / name / 'train.bin'}); run "
                                 f"`{prepare_command(name)}`")  # fmt: skip
     if not (folder / "val.bin").is_file():
         raise FileNotFoundError(f"{folder} has train.bin but no val.bin; rerun its prepare script")
-    return folder
+    return folder, read_meta(folder)
 
 
 def prepare_command(name: str) -> str:
@@ -257,9 +262,8 @@ def read_nanogpt_meta(path: Path) -> dict:
 
 
 def token_bytes(meta: dict, vocab_size: int) -> torch.Tensor:
-    """The UTF-8 bytes each token id stands for, (vocab_size,) float32, for bits_per_byte. End-of-text counts 1, the
-    separator it stands for between documents; padding ids past the vocabulary 0. All zeros (with a note) where the
-    tokenizer cannot be loaded: GPT-2's BPE files offline."""
+    """The UTF-8 bytes each token id stands for, (vocab_size,) float32, for bits per byte: end-of-text 1 (a separator),
+    padding ids 0; all zeros (with a note) where the tokenizer cannot be loaded (GPT-2's BPE files offline)."""
     sizes = torch.zeros(vocab_size)
     try:
         tok = load_tokenizer(meta)
@@ -271,14 +275,187 @@ def token_bytes(meta: dict, vocab_size: int) -> torch.Tensor:
     return sizes
 
 
-def bits_per_byte(nats: float, n_bytes: float) -> float:
-    """A loss in bits per byte of text, comparable across tokenizers: the loss summed over the targets, in bits, over
-    the UTF-8 bytes those targets decode to (token_bytes). For one-byte characters it is the loss in nats / ln 2."""
-    return nats / math.log(2) / n_bytes
+# ---------------------------------------------------------------------------------------------------------------------
+# The device: its dtype, whether to compile there, its peak FLOP/s, what a CPU does with the memory a step frees; and
+# DDP under torchrun (without it every helper works on a world of one)
+
+
+def resolve_device(name: str | None, local_rank: int = 0) -> torch.device:
+    """The device called name (None: cuda, else mps, else cpu), checked; under torchrun, cuda is cuda:local_rank."""
+    if name is None:
+        name = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+    if not re.fullmatch(r"(cpu|cuda|mps)(:\d+)?", name):
+        raise ValueError(f"unknown device {name!r}: expected cpu, cuda, cuda:N or mps")
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device={name!r} but this torch build sees no CUDA GPU; use --device=cpu")
+        if "WORLD_SIZE" in os.environ and device.index is None:
+            device = torch.device("cuda", local_rank)  # one GPU per torchrun process
+        torch.cuda.set_device(device)
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device={name!r} but MPS is not available here; use --device=cpu")
+    return device
+
+
+def default_dtype(device: torch.device) -> str:
+    """bfloat16 where the hardware runs it natively: no gradient scaler, and 2-3x float32's matmul speed."""
+    if device.type == "cuda":
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+    native = device.type == "cpu" and (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    return "bfloat16" if native else "float32"  # emulated bf16 (plain AVX512, ARM) is slower; MPS: autocast varies
+
+
+def resolve_dtype(name: str | None, device: torch.device) -> str:
+    """The dtype called name, checked to work on device; None: the device's default."""
+    if name not in (None, *DTYPES):
+        raise ValueError(f"dtype={name!r}: expected float32, bfloat16 or float16 (or None for the device's default)")
+    if name == "bfloat16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ValueError("dtype='bfloat16' but this GPU has no bfloat16; use --dtype=float16")
+    return name or default_dtype(device)
+
+
+def autocast(device: torch.device, dtype: str):
+    return nullcontext() if dtype == "float32" else torch.autocast(device.type, dtype=DTYPES[dtype])
+
+
+def resolve_compile(flag: bool | None, device: torch.device) -> tuple[bool, str | None]:
+    """Whether to torch.compile, and why not where it was asked for but cannot run. None: on CUDA only; on a CPU
+    (bench.py train) compiling made steps 0.86-1.23x as fast, after 14-34 s of compiling."""
+    if not (device.type == "cuda" if flag is None else flag):
+        return False, None
+    if device.type == "mps":
+        return False, "torch.compile does not support mps"
+    if device.type == "cuda":
+        ok, needs = importlib.util.find_spec("triton") is not None, "triton (pip install triton)"
+    else:
+        ok = any(c and shutil.which(c) for c in (os.environ.get("CXX"), "g++", "clang++", "c++", "cl"))
+        needs = "a C++ compiler"
+    return ok, None if ok else f"torch.compile on {device.type.upper()} needs {needs}"
+
+
+def setup_device(config: dict) -> tuple["Ranks", torch.device, str, object, bool]:
+    """This rank's place under torchrun (if any) and its device, the dtype and its autocast context, and whether to
+    compile (a warning where it was asked for but cannot run); on a CPU, memory a step frees is kept for the next."""
+    torchrun = "WORLD_SIZE" in os.environ
+    ranks = Ranks(*(int(os.environ[k]) for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE"))) if torchrun else Ranks()
+    device = resolve_device(config["device"], ranks.local_rank)
+    if torchrun:  # join its process group
+        dist.init_process_group(backend=config["backend"] or ("nccl" if device.type == "cuda" else "gloo"))
+        if dist.get_backend() != "gloo":
+            ranks.cpu_group = dist.new_group(backend="gloo")
+    dtype = resolve_dtype(config["dtype"], device)
+    compiled, problem = resolve_compile(config["compile"], device)
+    if problem:
+        print0(f"warning: {problem}; running eager", file=sys.stderr)
+    if compiled:  # a compiler failure falls back to eager, with a warning
+        torch._dynamo.config.suppress_errors = True
+    if device.type == "cpu":
+        keep_freed_memory()
+    return ranks, device, dtype, autocast(device, dtype), compiled
+
+
+def inference_device(name: str | None, dtype: str | None) -> tuple[torch.device, object]:
+    """The device called name and the autocast context of dtype there (None: each the device's default)."""
+    device = resolve_device(name)
+    return device, autocast(device, resolve_dtype(dtype, device))
+
+
+def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A CPU tensor on device; on CUDA from pinned memory, so that the copy overlaps with the GPU's work."""
+    return t.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else t.to(device)
+
+
+@cache
+def peak_flops(device: torch.device) -> float:
+    """The device's peak FLOP/s for MFU: a known GPU's 16-bit figure, else a matmul's in its default dtype, timed."""
+    name = torch.cuda.get_device_name(device).lower() if device.type == "cuda" else ""
+    known = next((flops for key, flops in GPU_PEAK_FLOPS.items() if key in name), None)
+    return known or matmul_flops(device, torch.bfloat16 if default_dtype(device) == "bfloat16" else torch.float32)
+
+
+def matmul_flops(device: torch.device, dtype: torch.dtype, n: int = 2048) -> float:
+    """FLOP/s of an n x n matmul in dtype: the fastest of ~0.5 s of runs, the one least disturbed by other work."""
+    gen = torch.Generator(device).manual_seed(0)  # its own: the training's random streams stay untouched
+    a, b = (torch.randn(n, n, dtype=dtype, device=device, generator=gen) for _ in range(2))
+    (a @ b).sum().item()  # warmup
+    times: list[float] = []
+    while len(times) < 3 or sum(times) < 0.5:
+        t0 = time.perf_counter()
+        (a @ b).sum().item()
+        times.append(time.perf_counter() - t0)
+    return 2 * n**3 / min(times)
+
+
+def keep_freed_memory() -> bool:
+    """Make glibc keep the memory a step frees for the next, not unmap large blocks to fault them back in page by page
+    (~1.5 GB per GPT-2 124M step): steps 1.16-1.73x as fast (bench.py train), peak 3.5 instead of 3.0 GB. True if it
+    did; glibc only, and MALLOC_MMAP_MAX_ or MALLOC_TRIM_THRESHOLD_ in the environment wins."""
+    try:
+        glibc = bool(os.confstr("CS_GNU_LIBC_VERSION"))  # e.g. "glibc 2.36"
+    except (AttributeError, ValueError, OSError):  # no confstr (Windows), or no such name (macOS, musl)
+        glibc = False
+    if not glibc or "MALLOC_MMAP_MAX_" in os.environ or "MALLOC_TRIM_THRESHOLD_" in os.environ:
+        return False
+    libc = ctypes.CDLL(None)  # the C library this process runs on
+    M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # glibc's malloc.h; no mmap: large blocks come from the heap too
+    return libc.mallopt(M_MMAP_MAX, 0) == 1 and libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1) == 1
+
+
+def print0(*args, **kwargs) -> None:
+    """print on rank 0 only, flushed so logs keep up when piped."""
+    if RANK == 0:
+        print(*args, **kwargs, flush=True)
+
+
+@dataclasses.dataclass
+class Ranks:
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+    cpu_group: object = None  # a gloo group for host-side flags, so checking one never waits for the GPU
+
+    @property
+    def ddp(self) -> bool:
+        return self.world_size > 1
+
+
+def teardown_ddp() -> None:
+    """Leave the process group together: wait for every rank, free what holds on to the group, then destroy it."""
+    if dist.is_initialized():
+        dist.barrier()
+        gc.collect()  # a DDP reducer left for the interpreter's exit would outlive the group it works on
+        dist.destroy_process_group()
+
+
+def all_mean(t: torch.Tensor, ranks: Ranks) -> torch.Tensor:
+    """Average a tensor over DDP ranks (SUM then divide: gloo has no AVG)."""
+    if ranks.ddp:
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        t /= ranks.world_size
+    return t
+
+
+def all_max(flag: bool, ranks: Ranks) -> bool:
+    """True on every rank if it is True on any (on the CPU: a GPU tensor would sync the device)."""
+    if not ranks.ddp:
+        return flag
+    t = torch.tensor(float(flag))
+    dist.all_reduce(t, op=dist.ReduceOp.MAX, group=ranks.cpu_group)
+    return bool(t.item())
+
+
+def gather(obj, ranks: Ranks) -> list:
+    """One object from every rank, in rank order."""
+    if not ranks.ddp:
+        return [obj]
+    out = [None] * ranks.world_size
+    dist.all_gather_object(out, obj)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# The schedule, and the log
+# The pieces the loop calls: the schedule, the log, checkpoints that resume exactly, and preemption
 
 
 def micro_steps(gradient_accumulation_steps: int, world_size: int) -> int:
@@ -304,9 +481,8 @@ def get_lr(step: int, config: dict) -> float:
 
 
 class Log:
-    """nanoGPT's log line (loss, step time, MFU) with the gradient norm, learning rate and tokens per second after it;
-    one JSON record per log line and per eval in out_dir/metrics.jsonl, and the same to wandb with wandb_log. Losses
-    stay on the device until a line needs them (reading one syncs the device). Rank 0 writes."""
+    """nanoGPT's log line (loss, step time, MFU), then grad norm, lr and tokens/s; a JSON record per line and per eval
+    in out_dir/metrics.jsonl (and wandb). Losses stay on the device until a line reads them. Rank 0 writes."""
 
     def __init__(self, config: dict, resolved: dict, ranks: Ranks, device: torch.device, flops_per_token: float):
         self.config, self.ranks, self.device = config, ranks, device
@@ -375,10 +551,6 @@ class Log:
             self.wandb.finish()
 
 
-# ---------------------------------------------------------------------------------------------------------------------
-# Checkpoints that resume exactly, and preemption
-
-
 def check_writable(folder: Path) -> None:
     """Refuse an out_dir that cannot be written before any work is done: create it, and a file in it."""
     folder = Path(folder)
@@ -405,8 +577,7 @@ def rng_state(device: torch.device) -> dict:
 
 
 def save_run(ckpt: dict, best: bool) -> None:
-    """Write out_dir/ckpt.pt (and best.pt, the same bytes), and config.json: the user's config and the resolved
-    record."""
+    """Write out_dir/ckpt.pt (and best.pt, the same bytes), and config.json: the user's config and the resolved one."""
     out_dir = Path(ckpt["config"]["out_dir"])
     save_checkpoint(ckpt, out_dir / "ckpt.pt")
     write_json(out_dir / "config.json", {"config": ckpt["config"], "resolved": ckpt["resolved"]})
@@ -423,9 +594,17 @@ def save_run(ckpt: dict, best: bool) -> None:
     print0(f"saved {out_dir / 'ckpt.pt'}{' and best.pt' if best else ''} at step {ckpt['iter_num']}")
 
 
-def restore_run(ckpt: dict, optimizer, scaler, generator: torch.Generator, ranks: Ranks, device: torch.device,
-                seed: int) -> None:  # fmt: skip
-    """Continue where ckpt stopped: the optimizer, the scaler, and every rank's random streams."""
+def start_run(config: dict, optimizer, ckpt: dict | None, ranks: Ranks, device: torch.device, dtype: str
+              ) -> tuple[torch.amp.GradScaler, torch.Generator]:  # fmt: skip
+    """out_dir checked writable (before the first step, not at the first save); this rank's scaler and batch generator,
+    seeded (torch too); resuming, these and the optimizer as ckpt left them."""
+    if ranks.rank == 0:
+        check_writable(config["out_dir"])
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == "float16")
+    generator = torch.Generator().manual_seed(config["seed"] + TRAIN_BATCHES_SEED + ranks.rank)  # the batches
+    torch.manual_seed(config["seed"] + ranks.rank)  # dropout; the weights come from the model's own generator
+    if ckpt is None:
+        return scaler, generator
     if ckpt["optimizer"] is None:
         raise ValueError("the checkpoint holds no optimizer state (it was made for sampling); it cannot be resumed")
     optimizer.load_state_dict(ckpt["optimizer"])
@@ -441,7 +620,8 @@ def restore_run(ckpt: dict, optimizer, scaler, generator: torch.Generator, ranks
             torch.cuda.set_rng_state(state["cuda"], device)
     else:  # nanoGPT's checkpoints, or a different number of GPUs: continue on fresh random streams
         print0("note: the checkpoint has no random states for this number of ranks; the data order starts afresh")
-        generator.manual_seed(seed + TRAIN_BATCHES_SEED + ranks.rank + ckpt["iter_num"])
+        generator.manual_seed(config["seed"] + TRAIN_BATCHES_SEED + ranks.rank + ckpt["iter_num"])
+    return scaler, generator
 
 
 class StopSignal:

@@ -1,10 +1,6 @@
 """What the prepare scripts share: option checks, the learnt vocabularies, and the one writer that tokenizes on every
 core into train.bin, val.bin and meta.json (nanoGPT's layout, with its meta.pkl for a char table). A split is an
-iterable of (text, ends_document) pieces, so a long file can arrive in pieces and memory stays flat:
-
-    splits = {"train": [(doc, True) for doc in train_docs], "val": [(doc, True) for doc in val_docs]}
-    meta = write_dataset(Path("data/mine"), splits, tokenizer, {"dataset": "mine"})
-"""
+iterable of (text, ends_document) pieces, so a long file can arrive in pieces and memory stays flat."""
 
 import os
 import pickle
@@ -16,11 +12,12 @@ from multiprocessing import Pool
 from pathlib import Path
 
 import numpy as np
+import tiktoken
 from tqdm import tqdm
 
 from haikugpt.files import ROOT, WRITE_ERRORS, WriteError, explain, write_bytes, write_json
 from haikugpt.texts import decode_bytes
-from haikugpt.tokenizer import BPETokenizer, CharTokenizer, Tokenizer, train_bpe
+from haikugpt.tokenizer import BPETokenizer, CharTokenizer, Tokenizer, gpt2_tokenizer, train_bpe
 
 CORPUS_PATH = Path(__file__).with_name("haiku_corpus.txt")
 UINT16_LIMIT = 1 << 16  # .bin files store ids as uint16
@@ -30,17 +27,14 @@ Piece = tuple[str, bool]  # (text, ends_document)
 
 
 def check_options(val_fraction: float, tokenizer: str = "gpt2", tokenizers: tuple[str, ...] = ("gpt2",),
-                  vocab_size: int = 5120, inputs: list[Path] | None = None) -> None:  # fmt: skip
-    """One-line errors for the options the prepare scripts share, and for --input files that do not exist."""
+                  vocab_size: int = 5120) -> None:  # fmt: skip
+    """One-line errors for the options the prepare scripts share."""
     if not 0 < val_fraction < 1:
         raise ValueError(f"--val_fraction must be between 0 and 1, got {val_fraction}")
     if tokenizer not in tokenizers:
         raise ValueError(f"--tokenizer must be {', '.join(tokenizers[:-1])} or {tokenizers[-1]}, got {tokenizer!r}")
     if tokenizer == "bpe" and not 257 <= vocab_size <= 65536:
         raise ValueError(f"--vocab_size must be between 257 (the bytes and end-of-text) and 65,536, got {vocab_size}")
-    for path in inputs or []:  # checked before GPT-2's BPE files, which may need a download
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: {'a folder; pass each file' if path.is_dir() else 'no such file'}")
 
 
 def display_path(path: Path) -> str:
@@ -56,18 +50,17 @@ def cut_point(buf: bytes) -> int:
         return m.end()
     if (i := buf.rfind(b"\n")) >= 0:
         return i + 1
-    i = len(buf)
-    while i > 0 and len(buf) - i < 3 and 0x80 <= buf[i - 1] < 0xC0:  # step back over UTF-8 continuation bytes...
+    i = len(buf) - 1
+    while i > max(0, len(buf) - 4) and 0x80 <= buf[i] < 0xC0:  # step back over UTF-8 continuation bytes...
         i -= 1
-    return i - 1 if i > 0 and buf[i - 1] >= 0xC0 else len(buf)  # ...to the lead byte of the last character
+    return i if buf[i] >= 0xC0 else len(buf)  # ...to the lead byte of the last character
 
 
 def read_pieces(path: Path, start: int = 0, stop: int | None = None) -> Iterator[str]:
     """The text of bytes [start, stop) of a file, in pieces of about BATCH_BYTES cut at line breaks."""
     with open(path, "rb") as f:
         f.seek(start)
-        left = (stop if stop is not None else os.path.getsize(path)) - start
-        carry = b""
+        left, carry = (stop if stop is not None else os.path.getsize(path)) - start, b""
         while left > 0 and (block := f.read(min(BATCH_BYTES, left))):
             left -= len(block)
             buf = carry + block
@@ -79,12 +72,12 @@ def read_pieces(path: Path, start: int = 0, stop: int | None = None) -> Iterator
             yield decode_bytes(carry)[0]
 
 
-def learn_tokenizer(kind: str, texts: list[str], train: list[str], vocab_size: int = 5120) -> Tokenizer:
-    """The char table of all the texts, or a BPE learnt from the training texts: the same texts always give the same
-    one, so prepare/haiku.py and prepare/labelled.py give the same corpus the same vocabulary."""
-    if kind == "char":
-        return CharTokenizer.from_texts(texts)
-    return BPETokenizer(train_bpe(train, vocab_size), name="bpe")
+def make_tokenizer(kind: str, texts: Iterable[str], train: Iterable[str] = (), vocab_size: int = 5120,
+                   encoding: tiktoken.Encoding | None = None) -> Tokenizer:  # fmt: skip
+    """GPT-2's BPE (or `encoding`), the char table of all the texts, or a BPE learnt from the training texts."""
+    if kind == "gpt2":
+        return gpt2_tokenizer(encoding)
+    return CharTokenizer.from_texts(texts) if kind == "char" else BPETokenizer(train_bpe(train, vocab_size), name="bpe")
 
 
 _tokenizer: Tokenizer | None = None  # each worker's copy, set once so that it is not pickled with every batch
@@ -98,12 +91,10 @@ def _init_worker(tokenizer: Tokenizer) -> None:
 def encode_pieces(pieces: list[Piece], tokenizer: Tokenizer | None = None) -> np.ndarray:
     """The uint16 ids of pieces, end-of-text after each that ends a document; raises if an id overflows uint16."""
     tok = tokenizer or _tokenizer
-    parts = []
+    parts = [np.zeros(0, dtype=np.int64)]
     for text, ends_document in pieces:
-        parts.append(tok.encode_array(text))
-        if ends_document:
-            parts.append(np.array([tok.eot_id]))
-    ids = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+        parts += [tok.encode_array(text), np.array([tok.eot_id] * ends_document, dtype=np.int64)]
+    ids = np.concatenate(parts)
     if len(ids) and int(ids.max()) >= UINT16_LIMIT:
         raise ValueError(f"token id {int(ids.max())} does not fit in uint16, which .bin files store")
     return ids.astype(np.uint16)
@@ -131,12 +122,11 @@ def write_dataset(out_dir: Path, splits: dict[str, Iterable[Piece]], tokenizer: 
     workers = workers or os.cpu_count() or 1
     out_dir.mkdir(parents=True, exist_ok=True)
     temps = {split: out_dir / f"{split}.bin.tmp" for split in splits}
-    tokens = {}
+    tokens = dict.fromkeys(splits, 0)
     try:
         bar = tqdm(total=total_bytes, unit="B", unit_scale=True, desc=f"tokenizing ({tokenizer.name})", disable=None)
         with bar, Pool(workers, initializer=_init_worker, initargs=(tokenizer,)) as pool:
             for split, pieces in splits.items():
-                tokens[split] = 0
                 pending = deque()  # results in order; bounded, so unwritten ids do not pile up in memory
                 with open(temps[split], "wb") as f:
                     for batch in chain(_batches(pieces), [None]):  # None: the end, write what is pending

@@ -8,10 +8,8 @@ write train.bin, val.bin (each text followed by end-of-text), train_labels.bin, 
     python prepare/labelled.py --input reviews.jsonl --text_column body --label_column stars --out_dir data/reviews
 
 Default: prepare/haiku_corpus.txt, labelled by prepare/haiku_seasons.txt's lines in order. --input: a text and a label
-column (found by name, or --text_column and --label_column), or AG News's CSV; with --label_names, a label n is the
-n-th name (from 1 in AG News's layout, else 0). Each label's texts are split by hash and the vocabularies are
-prepare/haiku.py's, so on the embedded corpus both match the quick start's language model's. meta.json records the
-label names in the order of their ids.
+column (by name, or --text_column and --label_column), or AG News's CSV; with --label_names, a label n is the n-th name
+(from 1 in AG News's layout, else 0). The vocabularies are prepare/haiku.py's: the quick start's model fits.
 """
 
 import argparse
@@ -26,16 +24,15 @@ import tiktoken  # noqa: E402
 from haikugpt.files import ROOT, one_line_errors  # noqa: E402
 from haikugpt.labels import write_labels  # noqa: E402
 from haikugpt.texts import blocks, clean_text, dedupe_key, read_labelled, split_texts, to_names  # noqa: E402
-from haikugpt.tokenizer import gpt2_tokenizer  # noqa: E402
-from prepare.common import CORPUS_PATH, check_options, display_path, learn_tokenizer, write_dataset  # noqa: E402
+from prepare.common import CORPUS_PATH, check_options, display_path, make_tokenizer, write_dataset  # noqa: E402
 
 SEASONS_PATH = Path(__file__).with_name("haiku_seasons.txt")
 SEASONS = ["spring", "summer", "autumn", "winter", "none"]
 SUFFIXES = {"bpe": "", "char": "_char", "gpt2": "_gpt2"}  # data/haiku_seasons, data/haiku_seasons_char, ...
 
 
-def read_seasons() -> tuple[list[str], list[str], list[dict]]:
-    """The embedded corpus's haiku and their season labels, one per haiku, in order."""
+def read_seasons() -> tuple[list[str], list[str], list[dict], list[str]]:
+    """The embedded corpus's haiku, their season labels (one per haiku, in order), its details and the seasons."""
     haiku = blocks(CORPUS_PATH.read_text(encoding="utf-8"))
     labels = SEASONS_PATH.read_text(encoding="utf-8").split()
     seasons = display_path(SEASONS_PATH)
@@ -45,7 +42,7 @@ def read_seasons() -> tuple[list[str], list[str], list[dict]]:
     if unknown := sorted(set(labels) - set(SEASONS)):
         raise ValueError(f"{seasons}: unknown label {unknown[0]!r} (expected {', '.join(SEASONS)})")
     info = {"path": display_path(CORPUS_PATH), "labels": seasons, "read": len(haiku)}
-    return [clean_text(h) for h in haiku], labels, [info]
+    return [clean_text(h) for h in haiku], labels, [info], SEASONS
 
 
 def read_inputs(paths: list[Path], text_column, label_column, label_names) -> tuple[list, list, list, list[str]]:
@@ -67,28 +64,14 @@ def read_inputs(paths: list[Path], text_column, label_column, label_names) -> tu
 
 
 def dedupe(texts: list[str], labels: list[str]) -> tuple[list[str], list[str], dict]:
-    """The first copy of each text (ignoring case and punctuation), and how many copies were dropped."""
+    """The first copy of each text (ignoring case and punctuation), and the counts: read, kept, copies dropped."""
     first: dict[str, tuple[str, str]] = {}  # each dedupe_key's first (text, label)
     for text, label in zip(texts, labels):
         first.setdefault(dedupe_key(text), (text, label))
-    others = sum(first[dedupe_key(text)][1] != label for text, label in zip(texts, labels))
-    kept = list(first.values())
-    counts = {"duplicates": len(texts) - len(kept), "with another label": others}
-    return [text for text, _ in kept], [label for _, label in kept], counts
-
-
-def check_labels(labels: list[str], names: list[str], sources: list[dict]) -> None:
-    """At least two labels, each with at least two texts: one to train on, one to judge by."""
-    where = ", ".join(s["path"] for s in sources)
-    counts = Counter(labels)
-    if len(counts) < 2:
-        only = f" ({next(iter(counts))!r})" if counts else ""
-        raise ValueError(f"{where}: a single label{only}; a classifier needs at least two")
-    for name in names:
-        if counts[name] < 2:
-            texts = f"{counts[name]} text{'s' * (counts[name] != 1)}"
-            raise ValueError(f"label {name!r} has {texts} in {where}; each label needs at least 2 (one to train on, "
-                             "one to judge by): add texts or leave it out")  # fmt: skip
+    relabelled = sum(first[dedupe_key(text)][1] != label for text, label in zip(texts, labels))
+    counts = {"read": len(texts), "kept": len(first), "duplicates": len(texts) - len(first),
+              "with another label": relabelled}  # fmt: skip
+    return [text for text, _ in first.values()], [label for _, label in first.values()], counts
 
 
 def prepare(inputs: list[Path] | None = None, out_dir: Path | None = None, tokenizer: str = "bpe",
@@ -96,57 +79,50 @@ def prepare(inputs: list[Path] | None = None, out_dir: Path | None = None, token
             label_names: list[str] | None = None, vocab_size: int = 5120,
             encoding: tiktoken.Encoding | None = None) -> dict:  # fmt: skip
     """Read, clean, split and tokenize; print the report; return the meta.json written (`encoding` replaces GPT-2's)."""
-    check_options(val_fraction, tokenizer, tuple(SUFFIXES), vocab_size, inputs)
+    check_options(val_fraction, tokenizer, tuple(SUFFIXES), vocab_size)
     if label_names is not None and (len(set(label_names)) != len(label_names) or "" in label_names):
         raise ValueError(f"--label_names must be distinct, non-empty names separated by commas, got {label_names}")
-    name = Path(inputs[0]).stem if inputs else "haiku_seasons"
-    out_dir = out_dir or ROOT / "data" / f"{name}{SUFFIXES[tokenizer]}"
-    bpe = gpt2_tokenizer(encoding) if tokenizer == "gpt2" else None
-    if inputs:
-        texts, labels, sources, names = read_inputs(inputs, text_column, label_column, label_names)
-    else:
-        (texts, labels, sources), names = read_seasons(), SEASONS
-    read = len(texts)
-    texts, labels, duplicates = dedupe(texts, labels)
-    check_labels(labels, names, sources)
-    val: set[str] = set()  # each label's texts split by hash on their own
+    out_dir = out_dir or ROOT / "data" / f"{Path(inputs[0]).stem if inputs else 'haiku_seasons'}{SUFFIXES[tokenizer]}"
+    texts, labels, sources, names = (
+        read_inputs(inputs, text_column, label_column, label_names) if inputs else read_seasons()
+    )
+    texts, labels, counts = dedupe(texts, labels)
+    where, per_label = ", ".join(s["path"] for s in sources), Counter(labels)
+    if len(per_label) < 2:
+        raise ValueError(f"{where}: a single label ({labels[0]!r}); a classifier needs at least two")
     for n in names:
-        val.update(split_texts([t for t, label in zip(texts, labels) if label == n], val_fraction)[1])
-    tok = bpe or learn_tokenizer(tokenizer, texts, split_texts(texts, val_fraction)[0], vocab_size)
+        if (k := per_label[n]) < 2:
+            raise ValueError(f"label {n!r} has {k} text{'s' * (k != 1)} in {where}; each label needs at least 2 (one "
+                             "to train on, one to judge by): add texts or leave it out")  # fmt: skip
+    by_label = [[t for t, label in zip(texts, labels) if label == n] for n in names]
+    val = {t for group in by_label for t in split_texts(group, val_fraction)[1]}  # each label split by hash on its own
+    tok = make_tokenizer(tokenizer, texts, split_texts(texts, val_fraction)[0], vocab_size, encoding)  # BPE: from train
     pieces, label_ids, ids = {"train": [], "val": []}, {"train": [], "val": []}, {n: i for i, n in enumerate(names)}
     for text, label in zip(texts, labels):
         pieces["val" if text in val else "train"].append((text, True))
         label_ids["val" if text in val else "train"].append(ids[label])
-    counts = {"read": read, "kept": len(texts), **duplicates}
     label_counts = {s: {n: label_ids[s].count(i) for i, n in enumerate(names)} for s in label_ids}
     extra = {"dataset": out_dir.name, "val_fraction": val_fraction, "sources": sources, "counts": counts,
              "labels": names, "label_counts": label_counts, "text_column": text_column,
              "label_column": label_column}  # fmt: skip
     meta = write_dataset(out_dir, pieces, tok, extra)
-    for split, ids in label_ids.items():
-        write_labels(out_dir, split, ids)
-    print_report(meta, out_dir)
-    return meta
-
-
-def print_report(meta: dict, out_dir: Path) -> None:
-    counts = meta["counts"]
-    print(f"read {counts['read']:,} texts from {len(meta['sources'])} source(s)")
-    for s in meta["sources"]:
+    print(f"read {counts['read']:,} texts from {len(sources)} source(s)")  # the report
+    for s in sources:
         how = f"labels from {s['labels']}" if "labels" in s else f"{s['format']}, {s['columns']}"
         dropped = ", ".join(f"{n:,} {reason}" for reason, n in s.get("dropped", {}).items())
         print(f"  {s['path']}: {how}; {s['read']:,} rows{f', dropped {dropped}' if dropped else ''}")
     print(f"kept {counts['kept']:,}; duplicates {counts['duplicates']:,} ({counts['with another label']:,} of them "
           "with another label)")  # fmt: skip
-    width = max(len(n) for n in meta["labels"])
+    width = max(map(len, names))
     print(f"{'label':<{width}}  {'texts':>6}  {'train':>6}  {'val':>5}")
-    for name in meta["labels"]:
-        train, val = meta["label_counts"]["train"][name], meta["label_counts"]["val"][name]
-        print(f"{name:<{width}}  {train + val:6,}  {train:6,}  {val:5,}")
-    for split in ("train", "val"):
-        n = sum(meta["label_counts"][split].values())
-        print(f"{split}: {n:,} texts, {meta['tokens'][split]:,} tokens")
+    for n in names:
+        in_train, in_val = label_counts["train"][n], label_counts["val"][n]
+        print(f"{n:<{width}}  {in_train + in_val:6,}  {in_train:6,}  {in_val:5,}")
+    for split, ids in label_ids.items():
+        write_labels(out_dir, split, ids)
+        print(f"{split}: {len(ids):,} texts, {meta['tokens'][split]:,} tokens")
     print(f"wrote {out_dir} ({meta['tokenizer']} tokenizer, vocab_size {meta['vocab_size']:,})")
+    return meta
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -12,7 +12,6 @@ needs fewer tokens for a given HellaSwag score. If `datasets` 4 or later refuses
 
 import argparse
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -25,29 +24,24 @@ from haikugpt.tokenizer import gpt2_tokenizer  # noqa: E402
 from prepare.common import check_options, write_dataset  # noqa: E402
 
 
-def load_documents(hf_dataset: str, hf_config: str | None, text_field: str, workers: int | None) -> Callable:
-    """A function that iterates the dataset's documents from the Hugging Face cache (downloading it the first time)."""
-    try:
-        from datasets import load_dataset
-    except ImportError as e:
-        raise RuntimeError("prepare/openwebtext.py needs Hugging Face datasets: pip install datasets") from e
-    try:
-        ds = load_dataset(hf_dataset, hf_config, split="train", num_proc=workers)
-    except Exception as e:  # no network, no such dataset, a loading script: datasets raises many kinds
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise RuntimeError(f"loading {hf_dataset} from the Hugging Face Hub failed: {reason}") from e
-    if text_field not in ds.column_names:
-        raise ValueError(f"{hf_dataset} has no column {text_field!r} (it has {', '.join(ds.column_names)})")
-    return lambda: (doc for batch in ds.iter(batch_size=1000) for doc in batch[text_field])
-
-
 def prepare(hf_dataset: str = "Skylion007/openwebtext", hf_config: str | None = None, text_field: str = "text",
             out_dir: Path | None = None, val_fraction: float = 0.0005, workers: int | None = None,
             encoding: tiktoken.Encoding | None = None) -> dict:  # fmt: skip
     """Download (once), split and tokenize into out_dir (default data/openwebtext); return the meta.json written."""
     check_options(val_fraction)
     tok = gpt2_tokenizer(encoding)  # before the download, so a missing BPE file does not cost hours
-    documents = load_documents(hf_dataset, hf_config, text_field, workers)
+    try:
+        from datasets import load_dataset
+    except ImportError as e:
+        raise RuntimeError("prepare/openwebtext.py needs Hugging Face datasets: pip install datasets") from e
+    try:  # from the Hugging Face cache, downloading it the first time
+        ds = load_dataset(hf_dataset, hf_config, split="train", num_proc=workers)
+    except Exception as e:  # no network, no such dataset, a loading script: datasets raises many kinds
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise RuntimeError(f"loading {hf_dataset} from the Hugging Face Hub failed: {reason}") from e
+    if text_field not in ds.column_names:
+        raise ValueError(f"{hf_dataset} has no column {text_field!r} (it has {', '.join(ds.column_names)})")
+    documents = lambda: (doc for batch in ds.iter(batch_size=1000) for doc in batch[text_field])
     out_dir = out_dir or ROOT / "data" / "openwebtext"
     splits = {"train": ((doc, True) for doc in documents() if doc and split_hash(doc) >= val_fraction),
               "val": ((doc, True) for doc in documents() if doc and split_hash(doc) < val_fraction)}  # fmt: skip

@@ -12,6 +12,7 @@ the text, cut at a line break, as nanoGPT cuts Shakespeare. Files stream in ~1 M
 """
 
 import argparse
+import mmap
 import os
 import sys
 from collections.abc import Iterator
@@ -22,8 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import tiktoken  # noqa: E402
 
 from haikugpt.files import ROOT, one_line_errors  # noqa: E402
-from haikugpt.tokenizer import CharTokenizer, gpt2_tokenizer  # noqa: E402
-from prepare.common import Piece, check_options, read_pieces, write_dataset  # noqa: E402
+from prepare.common import Piece, check_options, make_tokenizer, read_pieces, write_dataset  # noqa: E402
 
 Segment = tuple[Path, int, int, bool]  # (file, start byte, stop byte, the document ends at stop)
 
@@ -32,31 +32,21 @@ def list_files(inputs: list[Path], pattern: str) -> list[Path]:
     """The files named, and those under the folders named that match pattern, each folder's sorted."""
     files = []
     for path in inputs:
-        if path.is_dir():
-            found = sorted(p for p in path.rglob(pattern) if p.is_file())
-            if not found:
-                raise FileNotFoundError(f"{path}: no files matching {pattern!r}")
-            files.extend(found)
-        elif path.is_file():
-            files.append(path)
-        else:
+        if not (path.is_file() or path.is_dir()):
             raise FileNotFoundError(f"{path}: no such file or folder")
-    if sum(os.path.getsize(f) for f in files) == 0:
-        raise ValueError(f"{', '.join(map(str, inputs))}: no text (the files are empty)")
+        found = sorted(p for p in path.rglob(pattern) if p.is_file()) if path.is_dir() else [path]
+        if not found:
+            raise FileNotFoundError(f"{path}: no files matching {pattern!r}")
+        files += found
     return files
 
 
 def line_start(path: Path, offset: int) -> int:
     """The first line start at or after offset; if no line break follows, the first character start from offset."""
-    with open(path, "rb") as f:
-        f.seek(offset)
-        pos = offset
-        while block := f.read(1 << 16):
-            if (i := block.find(b"\n")) >= 0:
-                return pos + i + 1
-            pos += len(block)
-        f.seek(offset)
-        while (b := f.read(1)) and 0x80 <= b[0] < 0xC0:  # a UTF-8 continuation byte is not a character start
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        if (i := data.find(b"\n", offset)) >= 0:
+            return i + 1
+        while offset < len(data) and 0x80 <= data[offset] < 0xC0:  # a UTF-8 continuation byte is not a character start
             offset += 1
     return offset
 
@@ -67,16 +57,13 @@ def split_files(files: list[Path], val_fraction: float) -> tuple[list[Segment], 
     cut = sum(sizes) - max(1, round(sum(sizes) * val_fraction))  # val gets at least a line
     train, val, start = [], [], 0
     for path, size in zip(files, sizes, strict=True):
-        if start + size <= cut:
-            train.append((path, 0, size, True))
-        elif start >= cut:
-            val.append((path, 0, size, True))
-        else:
-            offset = line_start(path, cut - start)
-            if offset > 0:
-                train.append((path, 0, offset, offset == size))
-            if offset < size:
-                val.append((path, offset, size, True))
+        offset = min(max(cut - start, 0), size)  # where this file's val part starts
+        if 0 < offset < size:
+            offset = line_start(path, offset)
+        if offset > 0:
+            train.append((path, 0, offset, offset == size))
+        if offset < size:
+            val.append((path, offset, size, True))
         start += size
     if not val or not train:
         raise ValueError("the text is too short to cut into a train and a val split")
@@ -97,12 +84,12 @@ def prepare(inputs: list[Path], name: str | None = None, out_dir: Path | None = 
     """Tokenize the inputs into out_dir (default data/<name>); return the meta.json written."""
     check_options(val_fraction, tokenizer, ("gpt2", "char"))
     files = list_files(inputs, pattern)
+    if not (total := sum(os.path.getsize(f) for f in files)):
+        raise ValueError(f"{', '.join(map(str, inputs))}: no text (the files are empty)")
     train, val = split_files(files, val_fraction)
     name = name or inputs[0].resolve().stem
     out_dir = out_dir or ROOT / "data" / name
-    texts = (text for text, _ in pieces(train + val))  # read only for a char table
-    tok = CharTokenizer.from_texts(texts) if tokenizer == "char" else gpt2_tokenizer(encoding)
-    total = sum(os.path.getsize(f) for f in files)
+    tok = make_tokenizer(tokenizer, (t for t, _ in pieces(train + val)), encoding=encoding)  # read only for char
     sources = [str(p.resolve()) for p in inputs]
     meta = {"dataset": name, "sources": sources, "files": len(files), "bytes": total, "val_fraction": val_fraction}
     meta = write_dataset(out_dir, {"train": pieces(train), "val": pieces(val)}, tok, meta, workers, total)

@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import bench
@@ -27,11 +28,17 @@ def test_the_stand_in_encoding_is_gpt2_shaped():
     assert enc.encode(" pond") == [enc.encode_single_token(b" pond")] and enc.decode(enc.encode("a frog")) == "a frog"
 
 
-def test_run_peak_mb_reports_the_child_peak_and_raises_on_failure():
-    grow = "import numpy as np; np.ones(200 * 2**20, dtype=np.uint8); import sys; sys.exit(int(sys.argv[1]))"
-    assert bench.run_peak_mb([sys.executable, "-c", grow, "0"], {}) > 200
+def test_run_peak_mb_reports_the_child_peak_not_its_parents_and_raises_on_failure(tmp_path):
+    script = tmp_path / "grow.py"
+    script.write_text(
+        "import sys\nimport numpy as np\nnp.ones(int(sys.argv[1]) * 2**20, dtype=np.uint8)\nsys.exit(int(sys.argv[2]))"
+    )
+    parent = np.ones(
+        400 * 2**20, dtype=np.uint8
+    )  # this process holds 400 MB: a child spawned from it must not count it
+    assert 200 < bench.run_peak_mb([sys.executable, str(script), "200", "0"], {}) < 350 and parent.all()
     try:
-        bench.run_peak_mb([sys.executable, "-c", grow, "3"], {})
+        bench.run_peak_mb([sys.executable, str(script), "1", "3"], {})
     except subprocess.CalledProcessError as err:
         assert err.returncode == 3
     else:

@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,16 @@ def test_save_load_round_trip(tmp_path):
     x = torch.randint(0, 64, (1, 8))
     assert torch.equal(rebuilt(x)[0], model(x)[0])
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]  # no temporary file left behind
+
+
+def test_a_gpt2_shaped_checkpoint_carries_nanogpts_model_args_only():
+    """nanoGPT's GPTConfig(**model_args) takes seven keys: a GPT-2-shaped checkpoint has those alone; GPT-Neo's and
+    LoRA's settings are added only where they differ from GPT-2's."""
+    nanogpt = {"n_layer", "n_head", "n_embd", "block_size", "bias", "vocab_size", "dropout"}
+    assert set(tiny_ckpt()[1]["model_args"]) == nanogpt
+    neo = GPT(replace(CONFIG, scale_attn=False, lora_rank=2), seed=0)
+    args = checkpoint.build_checkpoint(neo, {}, None)["model_args"]
+    assert set(args) == nanogpt | {"scale_attn", "lora_rank"} and not args["scale_attn"] and args["lora_rank"] == 2
 
 
 def test_nanogpt_checkpoint_loads(tmp_path):

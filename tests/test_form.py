@@ -64,7 +64,7 @@ def test_the_rules_character_by_character():
     assert rules.advance_text(start, "away away") is None  # 4 syllables on a line of 2
     assert rules.advance_text(start, "aw") == State(0, 0, "aw", 0)  # a partial word that "away" completes
     st = rules.advance_text(start, "Go, slow!\n")
-    assert st == State(1, 0, "", 0, ends=(int(rules.rhyme[rules.index("slow")]),))
+    assert st == State(1, 0, "", 0, ends=(int(rules.rhyme[rules.lexicon.words.index("slow")]),))
     assert rules.advance_text(st, "autumn") is None  # 2 syllables cannot fit in a line of 1, even half written
     assert rules.advance_text(st, "au") is None  # no dead end: no word starting "au" fits
     st = rules.advance_text(st, "it's")

@@ -1,6 +1,7 @@
 import io
 import json
 import os
+import pickle
 import re
 import subprocess
 import sys
@@ -215,6 +216,11 @@ def test_haiku_char_tokenizer(tmp_path):
     kept = documents(tmp_path / "out", "train") + documents(tmp_path / "out", "val")
     assert meta["chars"][1:] == sorted(set("".join(kept)))  # the whole dataset's characters, "\n" among them
     assert meta["vocab_size"] == len(meta["chars"]) and "café at night\nthe waiter sweeps\nleaves into the dark" in kept
+    with open(tmp_path / "out" / "meta.pkl", "rb") as f:  # nanoGPT's sample.py reads the char table from meta.pkl
+        pkl = pickle.load(f)
+    assert pkl["vocab_size"] == meta["vocab_size"]
+    assert [pkl["itos"][i] for i in range(pkl["vocab_size"])] == meta["chars"]
+    assert all(pkl["stoi"][c] == i for i, c in enumerate(meta["chars"]))
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ import torch
 import configurator
 import train
 from haikugpt import checkpoint, training
-from haikugpt.device import peak_flops
+from haikugpt.training import peak_flops
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -121,7 +121,7 @@ def test_float16_checkpoints_the_gradient_scaler(data_dir, tmp_path):
 
 
 def test_compile_without_a_compiler_warns_and_runs_eager(data_dir, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr("haikugpt.device.shutil.which", lambda name: None)
+    monkeypatch.setattr("haikugpt.training.shutil.which", lambda name: None)
     monkeypatch.delenv("CXX", raising=False)
     train.main(tiny_args(data_dir, tmp_path, max_iters=1, compile=True))
     assert "warning: torch.compile on CPU needs a C++ compiler; running eager" in capsys.readouterr().err

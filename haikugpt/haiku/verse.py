@@ -11,6 +11,7 @@ samples by all of them.
 
 import itertools
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,7 +41,6 @@ def haiku_lines(text: str) -> list[str]:
 
 
 def syllable_pattern(text: str) -> list[int]:
-    """Syllables in each line of a haiku, e.g. [5, 7, 5]."""
     return [count_line(line) for line in haiku_lines(text)]
 
 
@@ -60,12 +60,7 @@ def format_form(form: tuple[int, ...]) -> str:
 
 
 def is_form(text: str, form: tuple[int, ...] = HAIKU) -> bool:
-    """True when the text has exactly these lines, with these syllable counts."""
     return tuple(syllable_pattern(text)) == tuple(form)
-
-
-def is_575(text: str) -> bool:
-    return is_form(text, HAIKU)
 
 
 def words(text: str) -> list[str]:
@@ -96,8 +91,7 @@ def rhymes(lines: list[str]) -> bool:
 
 
 def read_season_words(extra: Path | None = None) -> dict[str, set[str]]:
-    """Each season's words: the shipped lists, and a user's file (lines of words, each line led by "winter:" and so on
-    to say its season, or by nothing for every season's)."""
+    """Each season's words: the shipped lists, and a user's file (lines of words, led by "winter:" etc. or nothing)."""
     out = {s: set(lines_of((SEASON_WORDS / f"{s}.txt").read_text())) for s in SEASONS}
     if extra is None:
         return out
@@ -108,14 +102,13 @@ def read_season_words(extra: Path | None = None) -> dict[str, set[str]]:
     added = 0
     for line in lines_of(text):
         season, sep, rest = line.partition(":")
-        season = season.strip().lower() if sep else None
-        if season is not None and season not in SEASONS:
+        if sep and (season := season.strip().lower()) not in SEASONS:
             raise ValueError(f"{extra}: unknown season {season!r}; lines start with one of {', '.join(SEASONS)}, "
                              "or with no season for words of every season")  # fmt: skip
-        for word in re.findall(r"[a-z][a-z']*", (rest if sep else line).lower()):
-            for s in [season] if season else SEASONS:
-                out[s].add(word)
-                added += 1
+        found = re.findall(r"[a-z][a-z']*", (rest if sep else line).lower())
+        for s in [season] if sep else SEASONS:
+            out[s].update(found)
+        added += len(found)
     if not added:
         raise ValueError(f'{extra} holds no season words; write words, one or more a line ("winter: sleet")')
     return out
@@ -126,19 +119,13 @@ def lines_of(text: str) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
 
 
-def season_of(text: str, season_words: dict[str, set[str]]) -> list[tuple[str, str]]:
-    """The (season, word) of each season word in a text."""
-    return [(s, w) for w in words(text) for s in SEASONS if w in season_words[s]]
-
-
 # ---------------------------------------------------------------------------------------------------------------------
 # The report
 
 
 @dataclass
 class Corpus:
-    """What the report compares samples with: the training haiku and their lines (dedupe keys), and where they came
-    from, or why there are none."""
+    """What the report compares samples with: the training haiku and lines (dedupe keys), their source or why none."""
 
     source: str
     haiku: set[str] | None = None
@@ -150,30 +137,21 @@ def haiku_report(
     samples: list[str], corpus: Corpus, form: tuple[int, ...] = HAIKU, lexicon=None, enforced: str = "",
     season_words: dict[str, set[str]] | None = None, log_likelihood: tuple[float, int] | None = None,
 ) -> str:  # fmt: skip
-    """Each sample's lines with their syllable counts, then the share of samples (or lines) with the form's number of
-    lines, the form, real words (those in lexicon), copies of training haiku and lines, a season word, rhyming line
-    ends, lines ending on a function word and a cut; distinct-2, and the mean log-likelihood per token under the
-    model (log_likelihood: the sum over tokens, and their number). enforced: the rules imposed while sampling, whose
-    shares measure the constraint rather than the model."""
+    """Each sample's lines and syllables, then the share of samples (or lines) with each mark, distinct-2 and the
+    log-likelihood per token (log_likelihood: its sum and the tokens). enforced: the rules imposed while sampling."""
     season_words = season_words or read_season_words()
-    name, out = format_form(form), ["haiku report"]
-    counts = dict.fromkeys(["lined", "shaped", "copied", "seasoned", "rhymed", "cut", "dangling"], 0)
+    name, out, tally, seasons = format_form(form), ["haiku report"], Counter(), Counter()  # samples with each mark
     lines_copied = lines_dangling = n_lines = 0
-    seasons: dict[str, int] = {}
     for n, sample in enumerate(samples, 1):
         lines = haiku_lines(sample)
-        found = season_of(sample, season_words)
+        found = [(s, w) for w in words(sample) for s in SEASONS if w in season_words[s]]  # (season, word)
         dangling = [w[-1] for w in map(words, lines) if w and is_function_word(w[-1])]
         marks = {name: is_form(sample, form), "copied": corpus.haiku is not None and dedupe_key(sample) in corpus.haiku,
                  "rhymes": rhymes(lines), "cut": has_cut(lines), "season": bool(found)}  # fmt: skip
-        for key, mark in zip(("shaped", "copied", "rhymed", "cut", "seasoned"), marks.values()):
-            counts[key] += mark
-        counts["lined"] += len(lines) == len(form)
-        counts["dangling"] += bool(dangling)
+        tally.update(k for k, on in {**marks, "lined": len(lines) == len(form), "dangling": dangling}.items() if on)
+        seasons.update({s for s, _ in found})
         n_lines, lines_dangling = n_lines + len(lines), lines_dangling + len(dangling)
         lines_copied += sum(corpus.lines is not None and dedupe_key(line) in corpus.lines for line in lines)
-        for s in dict.fromkeys(s for s, _ in found):
-            seasons[s] = seasons.get(s, 0) + 1
         said = [k if k != "season" else f"{found[0][0]}: {', '.join(dict.fromkeys(w for _, w in found))}"
                 for k, on in marks.items() if on]  # fmt: skip
         out.append(f"sample {n}: {len(lines)} line{'' if len(lines) == 1 else 's'}" + "".join(f" {m}" for m in said))
@@ -183,8 +161,7 @@ def haiku_report(
         return f"{k}/{n} ({k / n:.0%})" if n else "n/a"
 
     number = {3: "three", 5: "five"}.get(len(form), str(len(form)))
-    out.append(f"{number} lines: {share(counts['lined'])}")
-    out.append(f"{name}: {share(counts['shaped'])}")
+    out += [f"{number} lines: {share(tally['lined'])}", f"{name}: {share(tally[name])}"]
     if lexicon is not None:
         said = [w.strip("'") for sample in samples for w in words(sample) if w.strip("'")]
         real = sum(w in lexicon.counts for w in said)
@@ -192,17 +169,16 @@ def haiku_report(
     if corpus.haiku is None:
         out.append(f"copied from the training set: not computed ({corpus.source})")
     else:
-        out.append(f"copied from the training set: {share(counts['copied'])} haiku, {share(lines_copied, n_lines)} "
+        out.append(f"copied from the training set: {share(tally['copied'])} haiku, {share(lines_copied, n_lines)} "
                    f"lines, compared with {corpus.source}")  # fmt: skip
     by_season = ", ".join(f"{s} {seasons[s]}" for s in SEASONS if s in seasons)
-    out.append(f"with a season word: {share(counts['seasoned'])}" + (f" ({by_season})" if by_season else ""))
-    out.append(f"with rhyming line ends: {share(counts['rhymed'])}")
-    out.append(f"lines ending on a function word: {share(lines_dangling, n_lines)} (in {counts['dangling']} samples)")
-    out.append(f"with a cut (line 1 or 2 ending in a dash, colon, semicolon or ellipsis): {share(counts['cut'])}")
+    out.append(f"with a season word: {share(tally['season'])}" + (f" ({by_season})" if by_season else ""))
+    out.append(f"with rhyming line ends: {share(tally['rhymes'])}")
+    out.append(f"lines ending on a function word: {share(lines_dangling, n_lines)} (in {tally['dangling']} samples)")
+    out.append(f"with a cut (line 1 or 2 ending in a dash, colon, semicolon or ellipsis): {share(tally['cut'])}")
     unique, bigrams = distinct_2(samples)
-    out.append(
-        f"distinct-2: {f'{unique / bigrams:.3f}' if bigrams else 'n/a'} ({unique} unique of {bigrams} word bigrams)"
-    )
+    ratio = f"{unique / bigrams:.3f}" if bigrams else "n/a"
+    out.append(f"distinct-2: {ratio} ({unique} unique of {bigrams} word bigrams)")
     if log_likelihood is not None and log_likelihood[1]:
         total, tokens = log_likelihood
         out.append(f"log-likelihood per token under the model: {total / tokens:.3f} nats (over {tokens:,} tokens)")

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from haikugpt.device import autocast, default_dtype, peak_flops, resolve_compile, resolve_device, resolve_dtype
+from haikugpt.training import autocast, default_dtype, peak_flops, resolve_compile, resolve_device, resolve_dtype
 
 
 def test_resolve_device_defaults_to_what_exists_and_explains_the_rest():
@@ -64,7 +64,7 @@ def test_cpu_peak_is_measured_once_without_touching_the_random_streams():
 _FAULTS = """
 import resource, statistics, sys, torch
 sys.path.insert(0, {repo!r})
-from haikugpt.device import keep_freed_memory
+from haikugpt.training import keep_freed_memory
 from model import GPT, GPTConfig
 
 kept = keep_freed_memory()
