@@ -3,6 +3,7 @@ downloaded or prepared."""
 
 import errno
 import json
+import math
 import os
 import re
 import signal
@@ -78,6 +79,13 @@ def test_loss_falls_and_checkpoints_load(data_dir, tmp_path, capsys):
     x = torch.from_numpy(np.fromfile(data_dir / "val.bin", dtype=np.uint16)[:17].astype(np.int64))[None]
     _, loss = model(x[:, :16], x[:, 1:])
     assert loss.item() < by_step[0]
+    # bits per byte: on characters of one byte each (end-of-text counts one), the loss in nats / ln 2
+    assert all(len(c.encode()) == 1 for c in ckpt["meta"]["chars"][1:]) and "val bpb" in log
+    evals = [r for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if "val/loss" in r]
+    assert [r["iter"] for r in evals] == [0, 20, 40]
+    for r in evals:
+        for split in ("train", "val"):
+            assert r[f"{split}/bpb"] == pytest.approx(r[f"{split}/loss"] / math.log(2), rel=1e-6)
 
 
 def test_resume_is_exact_and_needs_only_out_dir(data_dir, tmp_path, capsys):

@@ -6,7 +6,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from haikugpt.training import autocast, default_dtype, peak_flops, resolve_compile, resolve_device, resolve_dtype
+from haikugpt.tokenizer import BPETokenizer, train_bpe
+from haikugpt.training import (
+    autocast,
+    default_dtype,
+    peak_flops,
+    resolve_compile,
+    resolve_device,
+    resolve_dtype,
+    token_bytes,
+)  # fmt: skip
 
 
 def test_resolve_device_defaults_to_what_exists_and_explains_the_rest():
@@ -94,3 +103,25 @@ def test_keep_freed_memory_ends_the_page_faults_of_each_step():
         faults[name] = float(median)
     assert faults["default"] > 16_384  # the logits alone are 16,384 pages of 4 KB, faulted in every step
     assert faults["kept"] < 1_000
+
+
+def test_token_bytes_are_the_utf8_bytes_each_id_stands_for(tiny_gpt2_bpe):
+    """Bits per byte divide by these: a character's UTF-8 bytes, the bytes a BPE token decodes to, 1 for end-of-text
+    (the separator it stands for), 0 for the ids a model's vocabulary is padded with."""
+    char = {"tokenizer": "char", "vocab_size": 4, "eot_id": 0, "chars": ["<|endoftext|>", "a", "\u00e9", "\u96ea"]}
+    assert token_bytes(char, 6).tolist() == [1, 1, 2, 3, 0, 0]
+    learnt = BPETokenizer(train_bpe(["the theme of the thistle"] * 3, 260), name="bpe")
+    sizes = token_bytes(learnt.meta(), 264).tolist()
+    assert sizes[:259] == [len(learnt.token_bytes(i)) for i in range(259)] and max(sizes[256:259]) > 1
+    assert sizes[259:] == [1, 0, 0, 0, 0] and learnt.eot_id == 259
+    gpt2 = token_bytes({"tokenizer": "gpt2", "vocab_size": 259, "eot_id": 258}, 320).tolist()  # "th", "the", eot
+    assert gpt2[:256] == [1] * 256 and gpt2[256:259] == [2, 3, 1] and set(gpt2[259:]) == {0}
+
+
+def test_token_bytes_without_gpt2s_files_are_zeros_and_a_note(monkeypatch, capsys):
+    def offline(name):
+        raise OSError("no network")
+
+    monkeypatch.setattr("haikugpt.tokenizer.tiktoken.get_encoding", offline)
+    assert token_bytes({"tokenizer": "gpt2", "vocab_size": 50257, "eot_id": 50256}, 50304).sum() == 0
+    assert "note: no bits per byte in this run's evals" in capsys.readouterr().out
