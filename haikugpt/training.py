@@ -131,7 +131,7 @@ def check_values(config: dict) -> None:
             raise ValueError(f"{key}={config[key]} must be at least 1")
     if config["decay_lr"] and config["warmup_iters"] > config["lr_decay_iters"]:
         raise ValueError(f"warmup_iters={config['warmup_iters']} exceeds lr_decay_iters={config['lr_decay_iters']}")
-    if config["n_embd"] % config["n_head"]:
+    if config["n_embd"] % config["n_head"] and config["init_from"] != "resume":  # resuming: the checkpoint's shape
         raise ValueError(f"n_embd={config['n_embd']} must be divisible by n_head={config['n_head']}")
     for key in ("dropout", "lora_dropout"):
         if not 0 <= config[key] < 1:

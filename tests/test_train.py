@@ -110,6 +110,8 @@ def test_resume_refuses_another_shape_and_leaves_out_dir_alone(data_dir, tmp_pat
     resume = ["--init_from=resume", f"--out_dir={out}"]
     fails([*resume, "--n_layer=3"], r"n_layer=3 differs from the checkpoint's n_layer=2: .* drop --n_layer", out)
     fails([*resume, "--block_size=8"], r"block_size=8 differs from the checkpoint's block_size=16", out)
+    several = r"n_layer=3 differs .* n_embd=32 differs .*: a resumed run keeps its model's shape; drop --n_layer and "
+    fails([*resume, "--n_layer=3", "--n_embd=32"], several + "--n_embd", out)
     capsys.readouterr()
     train.main([*resume, "--max_iters=3", "--dropout=0.2"])  # dropout can change, and the change is announced
     assert "changed: max_iters 2 -> 3; dropout 0.0 -> 0.2" in capsys.readouterr().out
