@@ -25,8 +25,8 @@ import torch
 
 from haikugpt.checkpoint import load_pretrained
 from haikugpt.files import ROOT, one_line_errors
+from haikugpt.run import matmul_flops, peak_flops, resolve_device
 from haikugpt.tokenizer import EOT, GPT2_PATTERN, BPETokenizer, CharTokenizer
-from haikugpt.training import matmul_flops, peak_flops, resolve_device
 from model import GPT, GPTConfig
 
 GPT2_124M = {"n_layer": 12, "n_head": 12, "n_embd": 768}
@@ -143,7 +143,7 @@ def bench_train(device: torch.device, warmup: int = 2) -> None:
         # name: (model and batch keys, vocab of the random bins, steps timed: more where they are cheap)
         shapes = {"char 4x128": (dict(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=64), 61, 20),
                   "GPT-2 124M": ({**GPT2_124M, "block_size": 256, "batch_size": 4}, 50257, 6)}  # fmt: skip
-        # "plain": glibc's default allocator (MALLOC_MMAP_MAX_=65536, glibc's default, turns training.keep_freed_memory
+        # "plain": glibc's default allocator (MALLOC_MMAP_MAX_=65536, glibc's default, turns run.keep_freed_memory
         # off); "kept": what train.py does on CPU
         modes = ((False, "plain"), (False, "kept"), (True, "kept"))
         variants = [(dtype, compile, freed) for dtype in ("float32", "bfloat16") for compile, freed in modes]

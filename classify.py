@@ -32,16 +32,16 @@ import torch
 from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from haikugpt import labels, training
+from haikugpt import labels, run
 from haikugpt.checkpoint import build_checkpoint, checkpoint_path, load_checkpoint
 from haikugpt.files import one_line_errors, write_json, write_text
+from haikugpt.run import DTYPES, all_max, gather, inference_device, print0, setup_device, teardown_ddp, to_device
 from haikugpt.texts import read_labelled, to_names
 from haikugpt.tokenizer import load_tokenizer, same_vocabulary
-from haikugpt.training import DTYPES, all_max, gather, inference_device, print0, setup_device, teardown_ddp, to_device
 from model import hold_frozen_in
 
 DEFAULTS = dict(
-    training.DEFAULTS,
+    run.DEFAULTS,
     dataset="haiku_seasons",  # a labelled dataset from prepare/labelled.py: a folder name under data/, or a path
     init_from="scratch",  # 'scratch', 'resume', a train.py out_dir or .pt file, 'gpt2' ... 'gpt2-xl', a local HF folder
     # classification
@@ -64,7 +64,7 @@ def init_kind(init_from: str) -> str:
     if path.is_dir() and not (path / "config.json").is_file():
         raise FileNotFoundError(f"init_from={init_from} is a folder with no checkpoint (ckpt.pt, best.pt) and "
                                 "no Hugging Face config.json; train a language model there with train.py")  # fmt: skip
-    training.pretrained_name(init_from)  # a Hub name, or a local Hugging Face folder
+    run.pretrained_name(init_from)  # a Hub name, or a local Hugging Face folder
     return "pretrained"
 
 
@@ -74,7 +74,7 @@ def check_data(meta: dict, config: dict, kind: str, ckpt: dict | None, lm_ckpt: 
         raise ValueError(f"{config['out_dir']} holds a language model (train.py's), not a classifier to resume; start "
                          f"one from it with --init_from={config['out_dir']} and another --out_dir")  # fmt: skip
     pretrained = config["init_from"] if kind == "pretrained" else None
-    training.check_vocab(meta, ckpt and ckpt["meta"], pretrained, "python prepare/labelled.py --tokenizer gpt2")
+    run.check_vocab(meta, ckpt and ckpt["meta"], pretrained, "python prepare/labelled.py --tokenizer gpt2")
     if ckpt is not None and ckpt["meta"].get("labels") != meta["labels"]:
         raise ValueError(f"the checkpoint's labels {ckpt['meta'].get('labels')} are not the dataset's {meta['labels']}")
     lm_meta = (lm_ckpt["meta"] or {"tokenizer": "gpt2", "vocab_size": 50257}) if lm_ckpt else meta  # nanoGPT's: GPT-2
@@ -91,7 +91,7 @@ def train(config: dict, user: dict, ckpt: dict | None) -> None:
     # Everything checked in the order the user typed it: keys and values, then the names and files they point to
     # (model, checkpoint, dataset), then what those imply (vocabularies, labels, downloads).
     kind = init_kind(config["init_from"])
-    data_dir, meta = training.find_dataset(config["dataset"])
+    data_dir, meta = run.find_dataset(config["dataset"])
     if "labels" not in meta:
         raise ValueError(f"{data_dir} holds no labels (it is a language-model dataset); prepare a labelled one with "
                          "`python prepare/labelled.py`")  # fmt: skip
@@ -104,7 +104,7 @@ def train(config: dict, user: dict, ckpt: dict | None) -> None:
     if ckpt is not None:
         model = labels.classifier_from_checkpoint(ckpt)
     else:
-        gpt = training.init_gpt(config, pad + 1, lm_ckpt)
+        gpt = run.init_gpt(config, pad + 1, lm_ckpt)
         for key in MODEL_SHAPE if kind != "scratch" else ():  # a config that describes the scratch control too
             if key in user and user[key] != getattr(gpt.config, key):
                 raise ValueError(f"{key}={user[key]!r} differs from init_from={config['init_from']}'s {key}="
@@ -123,20 +123,20 @@ def train(config: dict, user: dict, ckpt: dict | None) -> None:
     (train_texts, train_labels), val = splits["train"], splits["val"]
 
     # how it runs: precision, compile, DDP; the optimizer; where a resumed run continues
-    accum_steps = training.micro_steps(config["gradient_accumulation_steps"], ranks.world_size)
+    accum_steps = run.micro_steps(config["gradient_accumulation_steps"], ranks.world_size)
     if model.config.lora_rank:  # frozen weights in the training dtype: half the memory in bfloat16
         hold_frozen_in(model.gpt, DTYPES[dtype])
     model.to(device)
     optimizer = model.configure_optimizers(
         config["weight_decay"], config["learning_rate"], (config["beta1"], config["beta2"]), device.type
     )
-    scaler, generator = training.start_run(config, optimizer, ckpt, ranks, device, dtype)
+    scaler, generator = run.start_run(config, optimizer, ckpt, ranks, device, dtype)
     iter_num, best_val_loss = (ckpt["iter_num"], ckpt["best_val_loss"]) if ckpt else (0, float("inf"))
     best_f1 = ckpt["best"]["value"] if ckpt else -1.0
     raw_model = model  # unwrapped and uncompiled: what is saved
     model = torch.compile(model) if compiled else model
     model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None) if ranks.ddp else model
-    resolved = training.describe_run(config, raw_model, ranks, device, dtype, compiled, accum_steps)
+    resolved = run.describe_run(config, raw_model, ranks, device, dtype, compiled, accum_steps)
     print0(f"texts per iteration: {accum_steps * ranks.world_size * config['batch_size']:,} = {ranks.world_size} ranks "
            f"x {accum_steps} micro-steps x {config['batch_size']}, of up to {block_size} tokens")  # fmt: skip
     majority = labels.majority_label(meta)
@@ -145,7 +145,7 @@ def train(config: dict, user: dict, ckpt: dict | None) -> None:
     def evaluate() -> tuple[dict[str, float], dict]:
         """Loss and accuracy on eval_iters batches of training texts and on the whole val split, and val's scores."""
         model.eval()
-        same_texts = torch.Generator().manual_seed(config["seed"] + training.EVAL_BATCHES_SEED)  # the same each eval
+        same_texts = torch.Generator().manual_seed(config["seed"] + run.EVAL_BATCHES_SEED)  # the same each eval
         rows = torch.randperm(len(train_texts), generator=same_texts)[: config["eval_iters"] * config["batch_size"]]
         out, sample = {}, ([train_texts[i] for i in rows], train_labels[rows])
         for split, (texts, label_ids) in (("train", sample), ("val", val)):
@@ -158,17 +158,17 @@ def train(config: dict, user: dict, ckpt: dict | None) -> None:
 
     def save(step: int, best: bool) -> None:
         """ckpt.pt (and best.pt) with every rank's random streams, so a resumed run repeats this one exactly."""
-        rng, sampler = gather(training.rng_state(device), ranks), gather(generator.get_state(), ranks)
+        rng, sampler = gather(run.rng_state(device), ranks), gather(generator.get_state(), ranks)
         if ranks.rank == 0:
             ckpt = build_checkpoint(raw_model, config, meta, resolved, optimizer, scaler, step, best_val_loss,
                                     {"metric": "val/macro_f1", "value": best_f1}, rng, sampler)  # fmt: skip
-            training.save_run(ckpt, best)
+            run.save_run(ckpt, best)
 
-    log = training.Log(config, resolved, ranks, device, raw_model.flops_per_token())
-    with training.StopSignal() as stop:
+    log = run.Log(config, resolved, ranks, device, raw_model.flops_per_token())
+    with run.StopSignal() as stop:
         for step in range(iter_num, config["max_iters"] + 1):
             last_step = step == config["max_iters"]
-            lr = training.get_lr(step, config)
+            lr = run.get_lr(step, config)
             for group in optimizer.param_groups:
                 group["lr"] = lr
 
@@ -289,7 +289,7 @@ def score_or_label_file(config: dict) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     with one_line_errors():
-        config, user, ckpt = training.read_config(DEFAULTS, sys.argv[1:] if argv is None else argv, __doc__, __file__)
+        config, user, ckpt = run.read_config(DEFAULTS, sys.argv[1:] if argv is None else argv, __doc__, __file__)
         if config["input"] or config["predict"]:
             score_or_label_file(config)
         else:

@@ -32,9 +32,9 @@ from haikugpt.files import one_line_errors, write_text
 from haikugpt.haiku import verse
 from haikugpt.haiku.form import FormConstraint, Lexicon, Particles, Rules, read_words
 from haikugpt.labels import is_classifier
+from haikugpt.run import dataset_dir, inference_device, read_meta
 from haikugpt.texts import dedupe_key
 from haikugpt.tokenizer import EOT, CharTokenizer, Tokenizer, gpt2_tokenizer, load_tokenizer
-from haikugpt.training import dataset_dir, inference_device, read_meta
 from model import GPT, check_sampling
 
 SEPARATOR = "---------------"

@@ -1,7 +1,7 @@
 """
 Train a GPT language model: from scratch, fine-tuned from OpenAI's GPT-2 or EleutherAI's GPT-Neo (all weights, or
 LoRA adapters), or resumed from out_dir. Config files and overrides work as in nanoGPT (configurator.py); `python
-train.py --help` lists every key with its default (haikugpt/training.py's DEFAULTS, which classify.py shares).
+train.py --help` lists every key with its default (haikugpt/run.py's DEFAULTS, which classify.py shares).
 
 On one GPU, or on this laptop's CPU:
     python train.py config/train_haiku_bpe.py                  # the offline demo: a small model in a few minutes
@@ -30,28 +30,28 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from haikugpt import training
+from haikugpt import run
 from haikugpt.checkpoint import build_checkpoint, model_from_checkpoint
 from haikugpt.files import one_line_errors
-from haikugpt.training import DTYPES, all_max, all_mean, gather, print0, setup_device, teardown_ddp, to_device
+from haikugpt.run import DTYPES, all_max, all_mean, gather, print0, setup_device, teardown_ddp, to_device
 from model import hold_frozen_in
 
 
 def train(argv: list[str]) -> None:
     # Everything checked in the order the user typed it: keys and values, then the names and files they point to
     # (model, checkpoint, dataset), then what those imply (vocabularies, downloads).
-    config, user, ckpt = training.read_config(training.DEFAULTS, argv, __doc__)
-    pretrained = training.pretrained_name(config["init_from"])
-    ignored = [k for k in training.SHAPE_KEYS if k in user and k != "block_size" and not k.startswith("lora_")]
+    config, user, ckpt = run.read_config(run.DEFAULTS, argv, __doc__)
+    pretrained = run.pretrained_name(config["init_from"])
+    ignored = [k for k in run.SHAPE_KEYS if k in user and k != "block_size" and not k.startswith("lora_")]
     if pretrained and ignored:
         raise ValueError(f"{ignored[0]}={user[ignored[0]]!r} does not apply to init_from={pretrained}, which brings "
                          f"its own shape; drop --{ignored[0]}")  # fmt: skip
-    data_dir, meta = training.find_dataset(config["dataset"])
-    training.check_vocab(meta, ckpt["meta"] if ckpt else None, pretrained, "python prepare/haiku.py")
+    data_dir, meta = run.find_dataset(config["dataset"])
+    run.check_vocab(meta, ckpt["meta"] if ckpt else None, pretrained, "python prepare/haiku.py")
 
     # the model, on this rank's device
     ranks, device, dtype, ctx, compiled = setup_device(config)
-    model = model_from_checkpoint(ckpt) if ckpt else training.init_gpt(config, meta["vocab_size"])
+    model = model_from_checkpoint(ckpt) if ckpt else run.init_gpt(config, meta["vocab_size"])
     if meta["vocab_size"] > model.config.vocab_size:
         raise ValueError(f"the dataset's vocabulary of {meta['vocab_size']} does not fit the model's "
                          f"vocab_size {model.config.vocab_size}")  # fmt: skip
@@ -62,20 +62,20 @@ def train(argv: list[str]) -> None:
             raise ValueError(f"{data_dir / split}.bin holds {n} tokens, too few for block_size {block_size}; lower it")
 
     # how it runs: precision, compile, DDP; the optimizer; where a resumed run continues
-    accum_steps = training.micro_steps(config["gradient_accumulation_steps"], ranks.world_size)
+    accum_steps = run.micro_steps(config["gradient_accumulation_steps"], ranks.world_size)
     if model.config.lora_rank:  # frozen weights in the training dtype: half the memory in bfloat16
         hold_frozen_in(model, DTYPES[dtype])
     model.to(device)
     optimizer = model.configure_optimizers(
         config["weight_decay"], config["learning_rate"], (config["beta1"], config["beta2"]), device.type
     )
-    scaler, generator = training.start_run(config, optimizer, ckpt, ranks, device, dtype)
+    scaler, generator = run.start_run(config, optimizer, ckpt, ranks, device, dtype)
     iter_num, best_val_loss = (ckpt["iter_num"], ckpt["best_val_loss"]) if ckpt else (0, float("inf"))
     raw_model = model  # unwrapped and uncompiled: what is saved
     model = torch.compile(model) if compiled else model
     model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None) if ranks.ddp else model
     torch.backends.cuda.matmul.allow_tf32 = True  # CUDA's float32 matmuls on tensor cores (cuDNN's are by default)
-    resolved = training.describe_run(config, raw_model, ranks, device, dtype, compiled, accum_steps)
+    resolved = run.describe_run(config, raw_model, ranks, device, dtype, compiled, accum_steps)
     print0(f"tokens per iteration: {accum_steps * ranks.world_size * config['batch_size'] * block_size:,} = "
            f"{ranks.world_size} ranks x {accum_steps} micro-steps x {config['batch_size']} x {block_size}")  # fmt: skip
 
@@ -86,7 +86,7 @@ def train(argv: list[str]) -> None:
         xy = torch.from_numpy(np.stack([data[i : i + 1 + block_size] for i in starts]).astype(np.int64))
         return to_device(xy[:, :-1], device), to_device(xy[:, 1:], device)
 
-    nbytes = training.token_bytes(meta, raw_model.config.vocab_size).to(device)
+    nbytes = run.token_bytes(meta, raw_model.config.vocab_size).to(device)
 
     @torch.no_grad()
     def estimate_loss() -> dict[str, float]:
@@ -94,7 +94,7 @@ def train(argv: list[str]) -> None:
         model.eval()
         out, bpb = {}, {}
         for split in ("train", "val"):
-            batches = torch.Generator().manual_seed(config["seed"] + training.EVAL_BATCHES_SEED + ranks.rank)
+            batches = torch.Generator().manual_seed(config["seed"] + run.EVAL_BATCHES_SEED + ranks.rank)
             total = torch.zeros(3, device=device)  # loss summed over targets (nats), targets, their bytes
             for _ in range(config["eval_iters"]):
                 x, y = get_batch(split, batches)
@@ -110,16 +110,16 @@ def train(argv: list[str]) -> None:
 
     def save(step: int, best: bool) -> None:
         """ckpt.pt (and best.pt) with every rank's random streams, so a resumed run repeats this one exactly."""
-        rng, sampler = gather(training.rng_state(device), ranks), gather(generator.get_state(), ranks)
+        rng, sampler = gather(run.rng_state(device), ranks), gather(generator.get_state(), ranks)
         if ranks.rank == 0:
-            training.save_run(build_checkpoint(raw_model, config, meta, resolved, optimizer, scaler, step,
+            run.save_run(build_checkpoint(raw_model, config, meta, resolved, optimizer, scaler, step,
                                                best_val_loss, rng=rng, sampler=sampler), best)  # fmt: skip
 
-    log = training.Log(config, resolved, ranks, device, raw_model.flops_per_token())
-    with training.StopSignal() as stop:
+    log = run.Log(config, resolved, ranks, device, raw_model.flops_per_token())
+    with run.StopSignal() as stop:
         for step in range(iter_num, config["max_iters"] + 1):
             last_step = step == config["max_iters"]
-            lr = training.get_lr(step, config)
+            lr = run.get_lr(step, config)
             for group in optimizer.param_groups:
                 group["lr"] = lr
 

@@ -83,7 +83,7 @@ def write_bins():
 def train_tiny(data_dir: Path, out_dir: Path, steps: int = 200, **model_args) -> Path:
     """A tiny model trained for a few steps on data_dir's haiku, saved as train.py saves it; returns out_dir."""
     from haikugpt.checkpoint import build_checkpoint, save_checkpoint
-    from haikugpt.training import read_meta
+    from haikugpt.run import read_meta
     from model import GPT, GPTConfig
 
     meta = read_meta(data_dir)

@@ -16,8 +16,8 @@ from haikugpt import tokenizer
 from haikugpt.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from haikugpt.haiku.form import Lexicon
 from haikugpt.haiku.verse import haiku_lines, haiku_report, words
+from haikugpt.run import read_meta
 from haikugpt.texts import dedupe_key
-from haikugpt.training import read_meta
 from model import GPT, GPTConfig
 
 ROOT = Path(__file__).resolve().parent.parent

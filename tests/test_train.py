@@ -17,8 +17,8 @@ import torch
 
 import configurator
 import train
-from haikugpt import checkpoint, training
-from haikugpt.training import peak_flops
+from haikugpt import checkpoint, run
+from haikugpt.run import peak_flops
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -131,7 +131,7 @@ def test_float16_checkpoints_the_gradient_scaler(data_dir, tmp_path):
 
 
 def test_compile_without_a_compiler_warns_and_runs_eager(data_dir, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr("haikugpt.training.shutil.which", lambda name: None)
+    monkeypatch.setattr("haikugpt.run.shutil.which", lambda name: None)
     monkeypatch.delenv("CXX", raising=False)
     train.main(tiny_args(data_dir, tmp_path, max_iters=1, compile=True))
     assert "warning: torch.compile on CPU needs a C++ compiler; running eager" in capsys.readouterr().err
@@ -158,7 +158,7 @@ def test_bad_input_is_one_clear_error_in_the_order_typed(data_dir, tmp_path, mon
     fails(tiny_args(missing, out, init_from="resume"), r"no checkpoint at .*ckpt\.pt; train one with", out)
     fails(tiny_args(data_dir, out, block_size=100000), "too few for block_size", out)
     fails(tiny_args(missing, out), r"dataset 'no_such_data' is not prepared .* `python prepare/text.py --input", out)
-    monkeypatch.setattr(training, "DATA_DIR", tmp_path / "data")  # a checkout where nothing has been prepared yet
+    monkeypatch.setattr(run, "DATA_DIR", tmp_path / "data")  # a checkout where nothing has been prepared yet
     monkeypatch.chdir(tmp_path)
     fails(tiny_args("haiku_char", out), r"run `python prepare/haiku.py --tokenizer char`", out)
     fails(tiny_args("haiku", out), r"run `python prepare/haiku.py`", out)
@@ -187,7 +187,7 @@ def test_finetune_from_a_local_gpt2(data_dir, corpus, hf_gpt2, write_bins, tmp_p
     train.main(["config/finetune_haiku.py", *tiny_args(bpe, out, **no_shape, max_iters=2, dropout=0.1)])
     ckpt = checkpoint.load_checkpoint(out)
     assert ckpt["model_args"]["n_embd"] == 16 and ckpt["resolved"]["model"]["n_embd"] == 16
-    assert ckpt["config"]["n_embd"] == training.DEFAULTS["n_embd"]  # the user's config is not rewritten
+    assert ckpt["config"]["n_embd"] == run.DEFAULTS["n_embd"]  # the user's config is not rewritten
 
 
 def test_an_out_dir_that_cannot_be_written_is_refused_before_the_first_step(data_dir, tmp_path, monkeypatch):
@@ -240,30 +240,30 @@ def test_help_lists_every_key_with_its_default_and_comment(capsys):
     assert e.value.code == 0
     text = capsys.readouterr().out
     assert text.startswith("Train a GPT language model")
-    assert all(f"--{key}=" in text for key in training.DEFAULTS)
+    assert all(f"--{key}=" in text for key in run.DEFAULTS)
     assert "--grad_clip=1.0" in text and "clip the global gradient norm to this; 0 disables clipping" in text
     assert "  # AdamW" in text
 
 
 def test_ranks_must_divide_gradient_accumulation():
     with pytest.raises(ValueError, match="multiple of the 4 ranks; use 8"):
-        training.micro_steps(10, 4)
-    assert training.micro_steps(40, 8) == 5
+        run.micro_steps(10, 4)
+    assert run.micro_steps(40, 8) == 5
 
 
 def test_lr_schedule():
-    config = dict(training.DEFAULTS, learning_rate=1.0, min_lr=0.1, warmup_iters=10, lr_decay_iters=110)
-    assert 0 < training.get_lr(0, config) < training.get_lr(9, config) < 1.0
-    assert training.get_lr(10, config) == 1.0
-    assert training.get_lr(60, config) == pytest.approx(0.55)
-    assert training.get_lr(110, config) == training.get_lr(10_000, config) == 0.1
-    assert training.get_lr(5, {**config, "decay_lr": False}) == 1.0
+    config = dict(run.DEFAULTS, learning_rate=1.0, min_lr=0.1, warmup_iters=10, lr_decay_iters=110)
+    assert 0 < run.get_lr(0, config) < run.get_lr(9, config) < 1.0
+    assert run.get_lr(10, config) == 1.0
+    assert run.get_lr(60, config) == pytest.approx(0.55)
+    assert run.get_lr(110, config) == run.get_lr(10_000, config) == 0.1
+    assert run.get_lr(5, {**config, "decay_lr": False}) == 1.0
 
 
 def test_shipped_configs_use_known_keys(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # and are found from any directory
     for path in sorted((REPO / "config").glob("*.py")):
-        configurator.configure(training.DEFAULTS, [f"config/{path.name}"])
+        configurator.configure(run.DEFAULTS, [f"config/{path.name}"])
 
 
 def test_sigterm_saves_and_exits_cleanly(data_dir, tmp_path):

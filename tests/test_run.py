@@ -6,8 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from haikugpt.tokenizer import BPETokenizer, train_bpe
-from haikugpt.training import (
+from haikugpt.run import (
     autocast,
     default_dtype,
     peak_flops,
@@ -16,6 +15,7 @@ from haikugpt.training import (
     resolve_dtype,
     token_bytes,
 )  # fmt: skip
+from haikugpt.tokenizer import BPETokenizer, train_bpe
 
 
 def test_resolve_device_defaults_to_what_exists_and_explains_the_rest():
@@ -73,7 +73,7 @@ def test_cpu_peak_is_measured_once_without_touching_the_random_streams():
 _FAULTS = """
 import resource, statistics, sys, torch
 sys.path.insert(0, {repo!r})
-from haikugpt.training import keep_freed_memory
+from haikugpt.run import keep_freed_memory
 from model import GPT, GPTConfig
 
 kept = keep_freed_memory()
