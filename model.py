@@ -19,7 +19,7 @@ import torch.nn as nn
 from torch.nn import functional as F
 
 # A step's logits (B, vocab) and the tokens just emitted (None at the first step) -> the logits to sample from, or
-# (logits, rows) where the rows are resampled: row i continues from row rows[i]'s history.
+# (logits, rows) where the rows are resampled: row i continues from row rows[i]'s history and logits.
 LogitsFilter = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor | tuple[torch.Tensor, torch.Tensor]]
 LORA_TARGETS = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")  # each block's projections
 
@@ -260,8 +260,9 @@ class GPT(nn.Module):
                     if isinstance(logits, tuple):  # resampled: each row continues the history of the row named
                         logits, rows = logits
                         context, done = context[rows], done[rows]
-                        for layer_cache in cache or []:
-                            layer_cache.k, layer_cache.v = layer_cache.k[rows], layer_cache.v[rows]
+                        moved = (rows != torch.arange(len(rows), device=rows.device)).nonzero().flatten()
+                        for t in [logits, *(kv for c in cache or [] for kv in (c.k, c.v))]:  # moved rows only
+                            t[moved] = t[rows[moved]]
                 token = sample_next(logits, temperature, top_k, top_p, generator)  # (B,)
                 if stop_token is not None:
                     token = token.masked_fill(done, stop_token)  # finished rows keep emitting the stop token

@@ -62,16 +62,14 @@ def tokens_per_iter(out_dir: str) -> int:
 def curves(runs: dict[str, list[dict]], metric: str, x: str = "step") -> list[Curve]:
     """Each run's curve of each key that metric names; of a repeated iter (a resumed run), the last record wins."""
     have = {k for records in runs.values() for r in records for k in r} - {"iter"}
-    keys = [metric] if metric in have else [k for k in (f"train/{metric}", f"val/{metric}") if k in have]
-    if not keys:
+    if not (keys := [metric] if metric in have else [k for k in (f"train/{metric}", f"val/{metric}") if k in have]):
         names = have | {k.split("/", 1)[1] for k in have if k.startswith(("train/", "val/"))}
         raise ValueError(f"no run has the metric {metric!r}; they have {', '.join(sorted(names))}")
     out = []
     for out_dir, records in runs.items():
         scale = tokens_per_iter(out_dir) if x == "tokens" else 1
         for key in keys:
-            points = sorted({r["iter"]: r[key] for r in records if r.get(key) is not None and "iter" in r}.items())
-            if points:
+            if points := sorted({r["iter"]: r[key] for r in records if r.get(key) is not None and "iter" in r}.items()):
                 out.append((out_dir, key, [i * scale for i, _ in points], [v for _, v in points]))
     return out
 

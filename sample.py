@@ -19,6 +19,7 @@ rhyming, with a season word (--season) and a cut (--cut) when asked (haikugpt/ha
 form is 5-7-5 and the season any; --form=free samples the model alone, which --haiku_report judges by the same rules.
 """
 
+import gc
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -106,6 +107,7 @@ def sample(config: dict, typed: set[str] = frozenset()) -> list[str]:
     corpus = read_training_haiku(data_dir)
     lexicon, particles, enforced = None, None, ""
     if form is not None or config["haiku_report"]:
+        gc.disable()  # while the lexicon and its tables are built: a million lasting objects set off full collections
         alphabet = {c for c in tok.chars if len(c) == 1} if isinstance(tok, CharTokenizer) else None
         lexicon = Lexicon.load(extra=corpus.docs + user_words, alphabet=alphabet)
     if form is not None:
@@ -113,12 +115,13 @@ def sample(config: dict, typed: set[str] = frozenset()) -> list[str]:
         constraint = FormConstraint(tok, Rules(form, lexicon, kigo, config["cut"]))
         enforced = f"{verse.format_form(form)}, real words, line ends (no function word, no rhyme)" + (
             f", a season word ({season})" * bool(kigo) + ", a cut" * config["cut"])  # fmt: skip
-        if config["max_new_tokens"] < constraint.rules.max_tokens() and "form" in typed:
+        if "form" in typed and config["max_new_tokens"] < constraint.rules.max_tokens():
             raise ValueError(f"form {config['form']} may take up to {constraint.rules.max_tokens()} tokens to finish; "
                              f"raise max_new_tokens to at least that")  # fmt: skip
         k = config["particles"] if config["temperature"] > 0 else 1  # greedy: one way to go
         states = constraint.rules.start(start, config["num_samples"] * k)
         particles = Particles(constraint, states, k, config["temperature"], config["seed"])  # k=1: a plain filter
+    gc.freeze(), gc.enable()  # they live to the end: the collector need not walk them (0.1-0.2 s of 100 haiku's 3 s)
 
     stop_token, live = tok.eot_id if is_haiku or form is not None else None, config["num_samples"] == 1
     samples, unfinished, shown = [], [], ""  # unfinished: the numbers (from 1) of those that hit max_new_tokens

@@ -113,8 +113,7 @@ def read_config(defaults: dict, argv: list[str], doc: str, source: str = "") -> 
     ckpt["model_args"].update(dropout=config["dropout"], lora_dropout=config["lora_dropout"])  # the one change allowed
     kept = {k: ckpt["model_args"].get(k, getattr(GPTConfig(), k)) for k in SHAPE_KEYS}
     kept["lora_targets"] = ",".join(kept["lora_targets"])
-    differ = [k for k in SHAPE_KEYS if k in user and user[k] != kept[k]]
-    if differ:
+    if differ := [k for k in SHAPE_KEYS if k in user and user[k] != kept[k]]:
         detail = ", ".join(f"{k}={user[k]!r} differs from the checkpoint's {k}={kept[k]!r}" for k in differ)
         drop = " and ".join(f"--{k}" for k in differ)
         raise ValueError(f"{detail}: a resumed run keeps its model's shape; drop {drop}, or train a new model with "
@@ -138,8 +137,7 @@ def check_values(config: dict) -> None:
             raise ValueError(f"{key}={config[key]} must be in [0, 1)")
     if config["lora_rank"] < 0:
         raise ValueError(f"lora_rank={config['lora_rank']} must be 0 (no adapters: every weight trains) or more")
-    unknown = [t for t in config["lora_targets"].split(",") if t not in LORA_TARGETS]
-    if unknown:
+    if unknown := [t for t in config["lora_targets"].split(",") if t not in LORA_TARGETS]:
         raise ValueError(f"lora_targets: {unknown[0]!r} is not a projection of the model; choose from "
                          f"{', '.join(LORA_TARGETS)}")  # fmt: skip
     resolve_dtype(config["dtype"], torch.device("meta"))  # its name; whether the device has it is checked on it
@@ -237,8 +235,7 @@ def read_meta(folder: Path) -> dict:
         raise FileNotFoundError(f"{folder} has no meta.json; rerun its prepare script") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"{path} is not valid JSON ({e}); rerun its prepare script") from None
-    missing = [k for k in ("tokenizer", "vocab_size") if not isinstance(meta, dict) or k not in meta]
-    if missing:
+    if missing := [k for k in ("tokenizer", "vocab_size") if not isinstance(meta, dict) or k not in meta]:
         raise ValueError(f"{path} has no {' or '.join(missing)}; rerun its prepare script")
     return meta
 

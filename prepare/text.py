@@ -34,8 +34,7 @@ def list_files(inputs: list[Path], pattern: str) -> list[Path]:
     for path in inputs:
         if not (path.is_file() or path.is_dir()):
             raise FileNotFoundError(f"{path}: no such file or folder")
-        found = sorted(p for p in path.rglob(pattern) if p.is_file()) if path.is_dir() else [path]
-        if not found:
+        if not (found := sorted(p for p in path.rglob(pattern) if p.is_file()) if path.is_dir() else [path]):
             raise FileNotFoundError(f"{path}: no files matching {pattern!r}")
         files += found
     return files

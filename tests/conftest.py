@@ -31,6 +31,15 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def own_cache(tmp_path_factory):
+    """The lexicon's cache (form.cache_path) in a folder of the session's, for the scripts the tests run too."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+    yield
+    mp.undo()
+
+
 @pytest.fixture(scope="session")
 def gpt2_pattern() -> str:
     """GPT-2's pre-tokenizer pattern."""

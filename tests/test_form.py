@@ -11,6 +11,7 @@ import tiktoken
 import torch
 
 import sample
+from haikugpt.haiku import syllables
 from haikugpt.haiku.form import DONE, MAX_GAP, FormConstraint, Lexicon, Rules, State, read_words
 from haikugpt.haiku.verse import haiku_lines, has_cut, is_function_word, rhymes, syllable_pattern, words
 from haikugpt.tokenizer import EOT, BPETokenizer, CharTokenizer, train_bpe
@@ -232,6 +233,28 @@ def test_word_lists(tmp_path):
     lexicon = Lexicon.load(extra=["Gloaming", "kigo"], alphabet=set("abcdefghijklmnopqrstuvwxyz"))
     assert lexicon.counts["gloaming"] == 2 and lexicon.counts["kigo"] == 2 and lexicon.counts["autumn"] == 2
     assert "hmm" not in lexicon.counts  # no syllables: it could be repeated for ever
+
+
+def test_the_lexicon_is_kept_in_the_users_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    alphabet = set("abcdefghijklmnopqrstuvwxyz'")
+
+    def same(a: Lexicon, b: Lexicon) -> bool:
+        return a.words == b.words and all(np.array_equal(getattr(a, k), getattr(b, k)) for k in Lexicon.TABLES)
+
+    built = Lexicon.load(extra=["Gloaming"], alphabet=alphabet)
+    [path] = (tmp_path / "haikugpt").iterdir()
+    monkeypatch.setattr(syllables, "rhyme_keys", lambda: pytest.fail("built again, not read from the cache"))
+    assert same(Lexicon.load(extra=["Gloaming"], alphabet=alphabet), built)
+    monkeypatch.undo()
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    other = Lexicon.load(extra=["Gloaming", "Zyzzx"], alphabet=alphabet)  # other inputs: another file
+    assert "zyzzx" in other.counts and "zyzzx" not in built.counts and len(list(path.parent.iterdir())) == 2
+    path.write_bytes(path.read_bytes()[:1000])  # a broken file is built again and replaced
+    assert same(Lexicon.load(extra=["Gloaming"], alphabet=alphabet), built) and path.stat().st_size > 1000
+    (tmp_path / "a file").write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "a file"))  # a cache that cannot be written: no error
+    assert same(Lexicon.load(extra=["Gloaming"], alphabet=alphabet), built)
 
 
 def test_sample_py_keeps_every_rule_on_a_haiku_checkpoint(char_run, capsys):

