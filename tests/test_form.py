@@ -12,7 +12,7 @@ import torch
 
 import sample
 from haikugpt.haiku import syllables
-from haikugpt.haiku.form import DONE, MAX_GAP, FormConstraint, Lexicon, Rules, State, read_words
+from haikugpt.haiku.form import DONE, MAX_GAP, FormConstraint, Lexicon, Particles, Rules, State, read_words
 from haikugpt.haiku.verse import haiku_lines, has_cut, is_function_word, rhymes, syllable_pattern, words
 from haikugpt.tokenizer import EOT, BPETokenizer, CharTokenizer, train_bpe
 from model import GPT, GPTConfig, padded_vocab
@@ -201,6 +201,37 @@ def test_the_cache_batches_prompts_and_seeds_do_not_change_the_samples(gpt2_patt
     assert greedy_batch == random_samples(tok, rules, seeds=[4], n=1, temperature=0) * 3
     prompted = random_samples(tok, rules, seeds=[4], prompt="The autumn")
     assert all(s.startswith("The autumn") and syllable_pattern(s) == [5, 7, 5] for s in prompted)
+
+
+def test_particles_resample_rows_with_their_history_and_weigh_them_exactly(gpt2_pattern):
+    """Resampled rows carry their KV cache and logits along: the same tokens as recomputing every context. A share the
+    rules allow that a float32 softmax loses to underflow is weighed exactly all the same."""
+    tok, rules = tricky_bpe(gpt2_pattern), Rules((5, 7, 5), Lexicon(MORE), season_words={"snow", "moon", "frost"})
+    config = GPTConfig(block_size=48, vocab_size=padded_vocab(tok.vocab_size), n_layer=1, n_head=2, n_embd=16)
+    model, idx = GPT(config, seed=1).eval(), torch.full((12, 1), tok.eot_id)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(8)  # sharp attention and logits: what a row's history holds shows in its weights
+    runs, weights = [], []
+    for use_cache in (True, False):
+        form = FormConstraint(tok, rules)
+        particles, resampled = Particles(form, rules.start("", 12), 3, 1.5, seed=7), []
+        for token in model.stream(idx, rules.max_tokens(), temperature=1.5, stop_token=tok.eot_id, use_cache=use_cache,
+                                  generator=torch.Generator().manual_seed(7), logits_filter=particles):  # fmt: skip
+            resampled.append(particles.rows is not None and not torch.equal(particles.rows, torch.arange(12)))
+            particles.rows = None
+            runs.append(token)
+        assert sum(resampled) >= 3 and torch.isfinite(particles.log_weights).all()
+        weights.append(particles.log_weights)
+    assert torch.equal(torch.stack(runs[: len(runs) // 2]), torch.stack(runs[len(runs) // 2 :]))
+    assert torch.allclose(*weights, atol=1e-4)
+    form = FormConstraint(tok, rules)
+    particles = Particles(form, rules.start("", 3), 3, 1.0, seed=0)
+    allowed = form.allowed(rules.start("", 1)[0])
+    logits = torch.where(torch.from_numpy(allowed), -200.0, 0.0)[None].repeat(3, 1)  # e^-200: 0 in float32
+    particles(logits.clone(), None)
+    exact = torch.logsumexp(logits[0, torch.from_numpy(allowed)], 0) - torch.logsumexp(logits[0], 0)
+    assert torch.allclose(particles.log_weights, exact.double().expand(3), atol=1e-4)
 
 
 def test_a_prompt_counts_toward_the_first_line_and_one_that_breaks_a_rule_is_refused():
