@@ -94,7 +94,7 @@ class Lexicon:
         return lexicon
 
     def span(self, prefix: str) -> tuple[int, int, int]:
-        """[lo, hi) of the words that start with prefix, and their fewest syllables (NEVER if none); prefix() caches."""
+        """Words [lo, hi) that start with prefix, their fewest syllables (NEVER: none); prefix() caches, spans() many"""
         lo = bisect.bisect_left(self.words, prefix)
         hi = bisect.bisect_left(self.words, prefix + "\U0010ffff", lo)
         return lo, hi, int(self.syllables[lo:hi].min()) if hi > lo else NEVER
@@ -393,10 +393,9 @@ class Particles:
     When a sample's weights grow uneven its particles are resampled, so one the rules force where the model would not
     go (a line ending mid-phrase) gives way to one that reads as the model would write; at the end one is drawn."""
 
-    def __init__(self, constraint: FormConstraint, states: list[State], k: int, temperature: float, seed: int):
-        self.constraint, self.states, self.k = constraint, states, k
+    def __init__(self, form: FormConstraint, states: list[State], k: int, temperature: float, seed: int):
+        self.constraint, self.states, self.k, self.generator = form, states, k, torch.Generator().manual_seed(seed)
         self.scale, self.log_weights = 1 / temperature if temperature > 0 else 1.0, torch.zeros(len(states)).double()
-        self.generator = torch.Generator().manual_seed(seed)
         self.rows: torch.Tensor | None = None  # the last resampling, for the caller's own records of the rows
 
     def __call__(self, logits: torch.Tensor, token: torch.Tensor | None):
